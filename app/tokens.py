@@ -1,0 +1,195 @@
+"""Issue and verify access tokens (RFC 9068 ``at+jwt``), pure: no web, socket or Redis.
+
+Verification trusts nothing the token says about how to check it: the
+algorithm is the configured one, the key is looked up only by ``kid`` in our
+own keyring, and a header member we do not issue (``jku``, ``x5u``, ``jwk``,
+``x5c``, ``crit``...) is a refusal. PyJWT checks the signature, ``iss``,
+``aud`` and that every claim is present; times are checked here against the
+injected clock. Callers see only :class:`TokenExpired` or :class:`TokenInvalid`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import jwt
+
+from app.clock import Clock
+from app.errors import TokenExpired, TokenInvalid
+from app.keys import Keyring
+
+JWT_TYP = "at+jwt"
+ROLES = frozenset({"user", "admin"})
+MAX_TOKEN_CHARS = 4096
+REQUIRED_CLAIMS = ("iss", "aud", "sub", "sid", "jti", "iat", "nbf", "exp", "role", "name")
+_HEADER_MEMBERS = frozenset({"alg", "kid", "typ"})  # exactly what issue_access writes
+# Three non-empty base64url segments, ASCII only, no padding or whitespace.
+_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_KID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_FGP = re.compile(r"[0-9a-f]{64}")
+_MAX_DATE = 2**53
+# What PyJWT (or a malformed value reaching it) may raise; all mean "invalid".
+_DECODE_ERRORS = (jwt.PyJWTError, ValueError, TypeError, KeyError, OverflowError, RecursionError)
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    sub: str
+    sid: str
+    jti: str
+    iat: int
+    nbf: int
+    exp: int
+    role: str
+    fgp: str | None
+    name: str = ""  # the username, so a handshake needs no database read
+
+
+class IssuedToken(NamedTuple):
+    token: str
+    claims: AccessClaims
+
+
+def fingerprint_hash(value: str) -> str:
+    """Hex SHA-256 of the fingerprint cookie value (OWASP token sidejacking defence)."""
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+
+
+def new_fingerprint() -> str:
+    """A fresh fingerprint cookie value: 32 random bytes, base64url."""
+    return secrets.token_urlsafe(32)
+
+
+def check_fingerprint(claims: AccessClaims, cookie: str | None) -> None:
+    """Refuse a token bound to a fingerprint unless the request carries that cookie."""
+    if claims.fgp is None:
+        return
+    if cookie is None or not hmac.compare_digest(fingerprint_hash(cookie), claims.fgp):
+        raise TokenInvalid("Access token is not valid without its fingerprint cookie",
+                           reason="fingerprint")
+
+
+def _invalid(reason: str) -> TokenInvalid:
+    # The reason is for logs (``err.data``); the client sees the generic message.
+    return TokenInvalid(reason=reason)
+
+
+class TokenService:
+    """Signs access tokens with the keyring's active key and verifies them."""
+
+    def __init__(self, keyring: Keyring, *, issuer: str, audience: str, access_ttl: int,
+                 clock: Clock, leeway: int = 0) -> None:
+        self._keyring = keyring
+        self._alg = keyring.alg
+        self._algorithms = [keyring.alg]  # pinned: exactly one entry, never from the token
+        self._issuer = issuer
+        self._audience = audience
+        self._ttl = access_ttl
+        self._clock = clock
+        self._leeway = leeway
+        # Built once; exp/nbf/iat are checked below because PyJWT reads the real clock.
+        self._jwt = jwt.PyJWT(options={
+            "verify_signature": True, "verify_aud": True, "verify_iss": True,
+            "verify_exp": False, "verify_nbf": False, "verify_iat": False,
+            "strict_aud": True, "require": list(REQUIRED_CLAIMS),
+            "enforce_minimum_key_length": True,
+        })
+
+    def issue_access(self, *, user_id: str, session_id: str, role: str,
+                     fingerprint_hash: str | None = None, username: str = "") -> IssuedToken:
+        if not (isinstance(user_id, str) and user_id and isinstance(session_id, str)
+                and session_id):
+            raise ValueError("user_id and session_id must be non-empty strings")
+        if not isinstance(role, str) or role not in ROLES:
+            raise ValueError(f"role must be one of {sorted(ROLES)}")
+        if fingerprint_hash is not None and not _FGP.fullmatch(fingerprint_hash):
+            raise ValueError("fingerprint_hash must be a hex SHA-256 (use fingerprint_hash())")
+        signer = self._keyring.signing_key
+        now = int(self._clock.now())
+        claims = AccessClaims(sub=user_id, sid=session_id, jti=secrets.token_urlsafe(16),
+                              iat=now, nbf=now, exp=now + self._ttl, role=role,
+                              fgp=fingerprint_hash, name=username or user_id)
+        payload: dict[str, Any] = {
+            "iss": self._issuer, "aud": self._audience, "sub": claims.sub, "sid": claims.sid,
+            "jti": claims.jti, "iat": now, "nbf": now, "exp": claims.exp, "role": role,
+            "name": claims.name,
+        }
+        if fingerprint_hash is not None:
+            payload["fgp"] = fingerprint_hash
+        token = self._jwt.encode(payload, signer.private_key, algorithm=signer.alg,
+                                 headers={"kid": signer.kid, "typ": JWT_TYP})
+        return IssuedToken(token, claims)
+
+    def verify_access(self, token: str) -> AccessClaims:
+        """Claims of a valid token; else :class:`TokenExpired` or :class:`TokenInvalid`."""
+        # Size and shape first, before any decoding work an attacker could inflate.
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
+            raise _invalid("malformed")
+        if _SHAPE.fullmatch(token) is None:
+            raise _invalid("malformed")
+        kid = self._check_header(token)
+        key = self._keyring.verification_key(kid)
+        if key is None and self._keyring.reload_if_changed():
+            key = self._keyring.verification_key(kid)  # rotated by another process
+        if key is None:
+            raise _invalid("unknown_kid")
+        try:
+            payload = self._jwt.decode(token, key, algorithms=self._algorithms,
+                                       audience=self._audience, issuer=self._issuer)
+        except _DECODE_ERRORS:
+            raise _invalid("signature_or_claims") from None
+        return self._claims(payload)
+
+    def _check_header(self, token: str) -> str:
+        """Return the ``kid`` of a header we could have written ourselves."""
+        segment = token[: token.index(".")]
+        try:
+            header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+        except (ValueError, binascii.Error, RecursionError):
+            raise _invalid("malformed_header") from None
+        if not isinstance(header, dict):
+            raise _invalid("malformed_header")
+        # An allow-list: jku/x5u/jwk/x5c/x5t would let the token pick its key,
+        # and a crit extension we do not implement must be refused (RFC 7515 §4.1.11).
+        if not header.keys() <= _HEADER_MEMBERS:
+            raise _invalid("header_not_allowed")
+        if header.get("typ") != JWT_TYP:
+            raise _invalid("wrong_typ")
+        if header.get("alg") != self._alg:
+            raise _invalid("wrong_alg")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or _KID.fullmatch(kid) is None:
+            raise _invalid("missing_kid")
+        return kid
+
+    def _claims(self, p: dict[str, Any]) -> AccessClaims:
+        # .get, not []: a missing claim must end as TokenInvalid, never KeyError.
+        sub, sid, jti, role = p.get("sub"), p.get("sid"), p.get("jti"), p.get("role")
+        name = p.get("name")
+        if not isinstance(name, str) or not name or len(name) > 256:
+            raise _invalid("claim_name")
+        iat, nbf, exp, fgp = p.get("iat"), p.get("nbf"), p.get("exp"), p.get("fgp")
+        if not all(isinstance(v, str) and v for v in (sub, sid, jti)):
+            raise _invalid("claim_type")
+        if not isinstance(role, str) or role not in ROLES:
+            raise _invalid("claim_role")
+        # NumericDate as we write it: a plain int (not bool or float) in JSON's safe range.
+        if not all(type(v) is int and 0 <= v < _MAX_DATE for v in (iat, nbf, exp)):
+            raise _invalid("claim_type")
+        if fgp is not None and not (isinstance(fgp, str) and _FGP.fullmatch(fgp)):
+            raise _invalid("claim_type")
+        now = self._clock.now()
+        if nbf > now + self._leeway or iat > now + self._leeway:
+            raise _invalid("not_yet_valid")
+        if exp <= now - self._leeway:
+            raise TokenExpired()
+        return AccessClaims(sub=sub, sid=sid, jti=jti, iat=iat, nbf=nbf, exp=exp, role=role,
+                            fgp=fgp, name=name)
