@@ -378,8 +378,21 @@ class RevocationService:
         return self._clock.monotonic() - self._synced_at <= self._staleness
 
     async def settled(self) -> None:
+        """Wait until this node's revoked set may be trusted for an authentication.
+
+        Steady state: returns at once. While a message announced revocations we have
+        not loaded yet: waits for that catch-up. While the feed is down (Redis outage),
+        other nodes' kills cannot reach us live, so we read the durable log first
+        (one indexed query, shared by concurrent callers) — the degraded mode trades
+        a little latency for never admitting a session killed elsewhere.
+        """
         if not self._settled.is_set():
             await self._settled.wait()
+        if not self._poll_store and not self._feed.is_healthy():
+            try:
+                await self.catch_up()
+            except (aiosqlite.Error, OSError):
+                log.warning("catch-up during feed outage failed", exc_info=True)
 
     # --- background -------------------------------------------------------------
 

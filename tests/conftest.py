@@ -272,3 +272,13 @@ def chromium_path() -> str:
     except ImportError as exc:
         _unavailable("Playwright", "LATCH_REQUIRE_BROWSER", str(exc))
     return CHROMIUM_PATH
+
+
+@pytest.fixture
+async def probes() -> AsyncIterator[Any]:
+    """``await probes.connect(url, token)`` → a connected :class:`tests.support.sockets.Probe`."""
+    from tests.support.sockets import Probes
+
+    made = Probes()
+    yield made
+    await made.close()

@@ -1,0 +1,102 @@
+"""A Socket.IO client probe: connect with a token and record what the server did."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import socketio
+
+from tests.support.waiting import wait_future
+
+
+class Probe:
+    """One ``socketio.AsyncClient`` (no reconnection) and everything it observed."""
+
+    def __init__(self) -> None:
+        self.client = socketio.AsyncClient(reconnection=False)
+        self.events: list[tuple[str, Any, float]] = []
+        self.arrived = asyncio.Event()
+        self.disconnected = asyncio.Event()
+        self.disconnect_reason: str | None = None
+        self.disconnected_at: float | None = None
+        self.connect_error: Any = None
+        self.client.on("*", self._any)
+        self.client.on("disconnect", self._disconnect)
+        self.client.on("connect_error", self._connect_error)
+
+    async def _any(self, event: str, *args: Any) -> None:
+        self.events.append((event, args[0] if len(args) == 1 else args, time.time()))
+        self.arrived.set()
+
+    async def _disconnect(self, reason: str = "") -> None:
+        self.disconnect_reason = reason
+        self.disconnected_at = time.time()
+        self.disconnected.set()
+
+    async def _connect_error(self, data: Any = None) -> None:
+        self.connect_error = data
+
+    async def connect(self, url: str, token: str, *, transports: list[str] | None = None,
+                      headers: dict[str, str] | None = None) -> Probe:
+        await self.client.connect(url, auth={"token": token}, headers=headers or {},
+                                  transports=transports or ["websocket"], wait_timeout=5)
+        await self.get("session")
+        return self
+
+    async def refused(self, url: str, token: str) -> str:
+        """Try to connect; return the refusal code (fails if the connect succeeds)."""
+        try:
+            await self.client.connect(url, auth={"token": token}, transports=["websocket"],
+                                      wait_timeout=5)
+        except socketio.exceptions.ConnectionError:
+            assert isinstance(self.connect_error, dict), self.connect_error
+            data = self.connect_error.get("data") or {}
+            assert data.get("code") == self.connect_error.get("message"), self.connect_error
+            return str(data["code"])
+        await self.client.disconnect()
+        raise AssertionError("the handshake was accepted")
+
+    async def get(self, name: str, timeout: float = 3.0) -> Any:
+        async def first() -> Any:
+            while True:
+                for event, payload, _ in self.events:
+                    if event == name:
+                        return payload
+                self.arrived.clear()
+                await self.arrived.wait()
+
+        return await wait_future(first(), timeout, f"the {name!r} event")
+
+    async def ended(self, timeout: float = 3.0) -> str:
+        """Wait for ``session_ended`` and the server's disconnect; return the code."""
+        payload = await self.get("session_ended", timeout)
+        await wait_future(self.disconnected.wait(), timeout, "the disconnect")
+        # python-socketio's name for the JS client's "io server disconnect": the server
+        # ended it, so the client does not reconnect on its own.
+        assert self.disconnect_reason == socketio.AsyncClient.reason.SERVER_DISCONNECT, (
+            self.disconnect_reason)
+        return str(payload["code"])
+
+    async def close(self) -> None:
+        await self.client.shutdown()
+
+
+class Probes:
+    """Factory fixture state: every probe made is closed at teardown."""
+
+    def __init__(self) -> None:
+        self._all: list[Probe] = []
+
+    def new(self) -> Probe:
+        probe = Probe()
+        self._all.append(probe)
+        return probe
+
+    async def connect(self, url: str, token: str, **kwargs: Any) -> Probe:
+        return await self.new().connect(url, token, **kwargs)
+
+    async def close(self) -> None:
+        for probe in self._all:
+            await probe.close()
