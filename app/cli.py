@@ -85,9 +85,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _setup_logging(settings: Settings) -> None:
+    from app.logging_setup import configure
+
     level = os.environ.get("LATCH_LOG_LEVEL", "INFO").upper()
-    logging.basicConfig(level=level if level in logging.getLevelNamesMapping() else "INFO",
-                        stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure(settings.log_format, level)
 
 
 def serve(settings: Settings) -> int:

@@ -202,6 +202,8 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: Any) -> Set
         max_body_bytes=_int(env, "LATCH_MAX_BODY_BYTES", 64 * 1024, minimum=1024),
         max_socket_payload=_int(env, "LATCH_MAX_SOCKET_PAYLOAD", 64 * 1024, minimum=1024),
         socket_compression=_bool(env, "LATCH_SOCKET_COMPRESSION", False),
+        socket_events_per_second=float(_int(env, "LATCH_SOCKET_EVENTS_PER_SECOND", 20, minimum=1)),
+        socket_event_burst=_int(env, "LATCH_SOCKET_EVENT_BURST", 40, minimum=1),
         presence_ttl=_int(env, "LATCH_PRESENCE_TTL", 10, minimum=2),
         revocation_staleness=_int(env, "LATCH_REVOCATION_STALENESS", 10, minimum=1),
         log_format=log_format,

@@ -145,6 +145,7 @@ class RevocationService:
         # Hooks for metrics and admin event streams, set by the app factory.
         self.on_sockets_ended: Callable[[str, int, float | None], None] | None = None
         self.on_event: Callable[[EventMessage], Awaitable[None]] | None = None
+        self.on_feed_lag: Callable[[float], None] | None = None
         self.catch_ups = 0
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -299,6 +300,8 @@ class RevocationService:
         if isinstance(message, RevokeMessage):
             if message.origin == self.node_id:
                 return  # handled directly by _revoke
+            if self.on_feed_lag is not None:
+                self.on_feed_lag(self._clock.now() - message.at)
             for sid in message.session_ids:
                 self.revoked.add(sid, message.code, message.at + self._access_ttl + PRUNE_MARGIN)
             if not message.complete:
@@ -370,6 +373,10 @@ class RevocationService:
 
     def revoked_code(self, session_id: str) -> str | None:
         return self.revoked.code(session_id)
+
+    def sync_age(self) -> float:
+        """Seconds since this node last confirmed it holds every durable revocation."""
+        return self._clock.monotonic() - self._synced_at
 
     def is_fresh(self) -> bool:
         """False once this node may have missed revocations for longer than allowed."""

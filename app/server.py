@@ -96,57 +96,31 @@ async def ensure_first_admin(services: Services) -> None:
 
 
 def create_app(settings: Settings, *, clock: Clock | None = None) -> web.Application:
-    from handlers import auth, meta
+    from handlers import admin, auth, dashboard, demo, meta, observability, openapi
     from handlers.http_errors import error_middleware
+    from handlers.sockets import attach_socketio
 
     services = build_services(settings, clock)
     app = web.Application(middlewares=[error_middleware], client_max_size=settings.max_body_bytes)
     app[SERVICES] = services
-    app.router.add_routes(auth.routes)
-    app.router.add_routes(meta.routes)
-    for extra in _optional_route_modules():
-        app.router.add_routes(extra.routes)
+    for module in (auth, admin, meta, openapi, observability, dashboard, demo):
+        app.router.add_routes(module.routes)
 
     client_manager = None
     if settings.redis_url is not None:
         import socketio
 
+        # Socket.IO's own cross-node emits (to a user's or session's room on any node).
         client_manager = socketio.AsyncRedisManager(settings.redis_url.reveal(),
                                                     channel="latch:socketio")
-    try:
-        from handlers.sockets import attach_socketio
-    except ModuleNotFoundError:  # TEMP until the socket layer lands
-        app.cleanup_ctx.append(_core_ctx)
-        return app
     gateway = attach_socketio(app, settings=settings, authenticator=services.authenticator,
                               clock=services.clock, client_manager=client_manager)
     services.revocation.local = gateway
     services.extras["gateway"] = gateway
-    app.cleanup_ctx.append(_core_ctx)
-    for hook in _optional_setup_hooks():
-        hook(app)
+    app.cleanup_ctx.insert(0, _core_ctx)  # the store and feed start first, stop last
+    admin.setup(app)
+    observability.setup(app)
     return app
-
-
-def _optional_route_modules() -> list[Any]:
-    """Route modules that later features add (admin, metrics...); present when installed."""
-    import importlib
-
-    modules = []
-    for name in ("handlers.admin", "handlers.dashboard", "handlers.observability"):
-        with contextlib.suppress(ModuleNotFoundError):
-            modules.append(importlib.import_module(name))
-    return modules
-
-
-def _optional_setup_hooks() -> list[Any]:
-    import importlib
-
-    hooks = []
-    for name in ("app.presence_setup",):
-        with contextlib.suppress(ModuleNotFoundError):
-            hooks.append(importlib.import_module(name).setup)
-    return hooks
 
 
 async def _core_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -65,7 +65,8 @@ def check_role(value: object) -> str:
 
 def parse_user_id(value: str) -> int:
     """User ids are integers on the inside, strings on the wire; junk is just 'not found'."""
-    if not value.isdigit() or len(value) > 18:
+    # isascii(): str.isdigit() accepts other scripts' digits ("١" would parse as 1).
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise NotFound("no such user")
     return int(value)
 

@@ -1,0 +1,220 @@
+"""Latch's python-socketio server: the transport-level rules, nothing about tokens.
+
+:class:`LatchServer` is an ``AsyncServer`` with five changes, each something the
+library has no option for (python-socketio 5.18 / python-engineio 4.15):
+
+* **One choke point for client events.** ``_handle_event`` hands every event
+  packet to one ``dispatch`` callable and acks what it returns. The library
+  would otherwise route an event *named* ``connect`` or ``disconnect`` to the
+  connect/disconnect handlers — a connected client could re-run its own
+  handshake with a forged environ, or make the server forget it — and it
+  spawns a task per event; here events run inline, in order, per connection.
+* **A namespace-connect deadline.** An Engine.IO session that has not joined a
+  namespace ``connect_timeout`` seconds after opening (or after being ended) is
+  closed; 5.x has no such timeout (the JS server's ``connectTimeout``).
+* **Local, task-free per-socket emits** (:meth:`emit_local`): the packet goes
+  straight to this node's Engine.IO socket — never through the client
+  manager's queue (works with Redis down) and without ``AsyncManager.emit``'s
+  task per recipient.
+* **An after-connect hook**, run once the namespace ``CONNECT`` ack is queued,
+  so the first application event always follows it.
+* **A closed polling session answers its pending long-poll** at once instead
+  of holding the request (and the client's ``disconnect()``) for ~45 s.
+
+:class:`WebSocketTransport` replaces the engine.io aiohttp driver's websocket
+wrapper to make permessage-deflate a setting (the driver hard-codes aiohttp's
+default, on) and to report polling → websocket upgrades.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import socketio
+from aiohttp.web import WebSocketResponse
+from engineio import packet as eio_packet
+from engineio.async_drivers.aiohttp import WebSocket as EioAiohttpWebSocket
+from engineio.exceptions import SocketIsClosedError
+from socketio import packet
+
+from app.config import Settings
+from handlers.client import origin_allowed
+
+log = logging.getLogger("latch.sockets")
+
+#: Returned by a dispatch callable when the event must not be acknowledged.
+NO_ACK: Any = object()
+
+EventDispatch = Callable[[str, str, list[Any]], Awaitable[Any]]
+AfterConnect = Callable[[str, str], Awaitable[None]]
+
+
+class LatchServer(socketio.AsyncServer):  # type: ignore[misc]
+    def __init__(self, *, connect_timeout: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.connect_timeout = connect_timeout
+        self.dispatch: EventDispatch | None = None
+        self.after_connect: AfterConnect | None = None
+        self._closing: set[asyncio.Task[Any]] = set()
+
+    # --- namespace-connect deadline ------------------------------------------
+
+    async def _handle_eio_connect(self, eio_sid: str, environ: dict[str, Any]) -> None:
+        await super()._handle_eio_connect(eio_sid, environ)
+        self.arm_connect_deadline(eio_sid)
+
+    def arm_connect_deadline(self, eio_sid: str) -> None:
+        """Close this Engine.IO session unless it is in a namespace ``connect_timeout`` s from now."""
+        asyncio.get_running_loop().call_later(self.connect_timeout, self._connect_deadline,
+                                              eio_sid)
+
+    def _connect_deadline(self, eio_sid: str) -> None:
+        sock = self.eio.sockets.get(eio_sid)
+        if sock is None or sock.closed or sock.closing:
+            return
+        manager = self.manager
+        for namespace in list(manager.get_namespaces()):
+            if manager.sid_from_eio_sid(eio_sid, namespace) is not None:
+                return  # connected, or its connect handler is still running
+        # close(wait=False): do not wait for a vanished polling client to drain its queue.
+        task = asyncio.ensure_future(
+            sock.close(wait=False, abort=False, reason=self.eio.reason.SERVER_DISCONNECT))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: str) -> None:
+        await super()._handle_eio_disconnect(eio_sid, reason)
+        sock = self.eio.sockets.get(eio_sid)
+        if sock is not None and not sock.upgraded:
+            # A client that closes a polling session leaves its long-poll GET pending
+            # until ping_interval + ping_timeout (python-engineio answers it only on a
+            # server-side close); answer it now, as the JS server does.
+            sock.queue.put_nowait(eio_packet.Packet(eio_packet.NOOP))
+
+    # --- connect / events ---------------------------------------------------------
+
+    async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        try:
+            await super()._handle_connect(eio_sid, namespace, data)
+        finally:
+            if self.after_connect is not None:
+                await self.after_connect(eio_sid, namespace or "/")
+
+    async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None,
+                            data: list[Any]) -> None:
+        namespace = namespace or "/"
+        sid = self.manager.sid_from_eio_sid(eio_sid, namespace)
+        if sid is None or not self.manager.is_connected(sid, namespace):
+            return
+        assert self.dispatch is not None, "LatchServer.dispatch is not set"
+        if type(data) is not list:  # "42{...}": a payload that is not [event, ...args]
+            data = []
+        result = await self.dispatch(sid, namespace, data)
+        if id is None or result is NO_ACK:
+            return
+        if result is None:
+            args: list[Any] = []
+        elif isinstance(result, tuple):
+            args = list(result)
+        else:
+            args = [result]
+        await self._send_packet(eio_sid, self.packet_class(packet.ACK, namespace=namespace,
+                                                           id=id, data=args))
+
+    async def emit_local(self, sid: str, event: str, data: Any, namespace: str = "/") -> bool:
+        """Send one event to one socket of this node; False if it is not here."""
+        return await self.send_encoded(sid, self.encode_event(event, data, namespace), namespace)
+
+    def encode_event(self, event: str, data: Any, namespace: str = "/") -> str | list[Any]:
+        """An EVENT packet, encoded once so that many sockets can be sent the same bytes."""
+        encoded: str | list[Any] = self.packet_class(packet.EVENT, namespace=namespace,
+                                                     data=[event, data]).encode()
+        return encoded
+
+    async def send_encoded(self, sid: str, encoded: str | list[Any],
+                           namespace: str = "/") -> bool:
+        eio_sid = self.manager.eio_sid_from_sid(sid, namespace)
+        if eio_sid is None:
+            return False
+        try:
+            if isinstance(encoded, list):  # binary attachments follow the placeholder packet
+                for part in encoded:
+                    await self.eio.send(eio_sid, part)
+            else:
+                await self.eio.send(eio_sid, encoded)
+        except SocketIsClosedError:  # closing under us: nothing left to tell it
+            return False
+        return True
+
+    def transport_of(self, eio_sid: str) -> str:
+        sock = self.eio.sockets.get(eio_sid)
+        return "websocket" if sock is not None and sock.upgraded else "polling"
+
+
+class WebSocketTransport(EioAiohttpWebSocket):  # type: ignore[misc]
+    """engine.io's aiohttp websocket wrapper with ``compress`` as a setting and an upgrade hook.
+
+    Build it with ``functools.partial(WebSocketTransport, compress=..., on_upgrade=...)``
+    and install it per server: ``eio._async = {**eio._async, "websocket": that}`` (the
+    driver table itself is a module-level dict shared by every server in the process).
+    """
+
+    def __init__(self, handler: Any, server: Any, *, compress: bool,
+                 on_upgrade: Callable[[str], None] | None = None) -> None:
+        super().__init__(handler, server)
+        self._compress = compress
+        self._on_upgrade = on_upgrade
+        self._upgrading: Any = None
+
+    async def __call__(self, environ: dict[str, Any]) -> WebSocketResponse:
+        request = environ["aiohttp.request"]
+        self._sock = WebSocketResponse(max_msg_size=self.server.max_http_buffer_size,
+                                       compress=self._compress)
+        await self._sock.prepare(request)
+        self.environ = environ
+        owner = getattr(self.handler, "__self__", None)  # the engine.io socket
+        if owner is not None and owner.connected and self._on_upgrade is not None:
+            self._upgrading = owner  # a polling session probing an upgrade
+        await self.handler(self)
+        return self._sock
+
+    async def wait(self) -> Any:
+        owner = self._upgrading
+        if owner is not None and owner.upgraded:
+            # engine.io sets ``upgraded`` and then starts its read loop: the first
+            # read after that is the first moment the upgrade is known complete.
+            self._upgrading = None
+            try:
+                self._on_upgrade(owner.sid)  # type: ignore[misc]
+            except Exception:
+                log.exception("upgrade hook failed")
+        return await super().wait()
+
+
+def origin_checker(settings: Settings) -> Callable[[str | None, dict[str, Any]], bool]:
+    """``cors_allowed_origins`` for engine.io: the REST origin rule, per request.
+
+    engine.io's own same-origin default trusts ``X-Forwarded-Host`` and
+    ``X-Forwarded-Proto`` from anyone; :func:`handlers.client.origin_allowed`
+    honours them only from ``LATCH_TRUSTED_PROXIES``. engine.io calls this with
+    no origin too (for CORS headers); never raising matters, because a
+    ``TypeError`` makes engine.io retry with one argument.
+    """
+
+    def allowed(origin: str | None, environ: dict[str, Any] | None = None) -> bool:
+        if not origin or environ is None:
+            return False
+        request = environ.get("aiohttp.request")
+        if request is None:
+            return False
+        try:
+            return origin_allowed(origin, request.headers, request.scheme, request.remote,
+                                  settings)
+        except Exception:
+            log.exception("origin check failed")
+            return False
+
+    return allowed
