@@ -10,9 +10,10 @@ Every way a session ends goes through :meth:`RevocationService.revoke`:
    arrives; each node acknowledges with how many sockets it ended.
 
 The feed is at-most-once, so every node also *catches up* from the log: on
-(re)subscribing, on a ``sync`` message, and periodically (every second while
-the feed is down or when there is no Redis and only the store connects local
-processes). Handshakes check only the in-memory set: no I/O on the hot path.
+(re)subscribing, on a ``sync`` message, and every second (one indexed read), so
+a kill whose announcement was lost reaches every node within about a second.
+Handshakes check only the in-memory set: no I/O on the hot path (while the feed
+is down, :meth:`settled` reads the log first).
 If this node has been unable to confirm it is current for longer than
 ``staleness`` seconds, it fails closed and refuses handshakes.
 """
@@ -48,6 +49,7 @@ log = logging.getLogger("latch.revocation")
 ACK_TIMEOUT = 0.25
 PRUNE_MARGIN = 60.0
 CATCH_UP_BATCH = 5000
+SYNC_INTERVAL = 1.0
 
 TxHook = Callable[[aiosqlite.Connection], Awaitable[None]]
 
@@ -406,8 +408,9 @@ class RevocationService:
     async def run_sync_loop(self) -> None:
         """Periodic catch-up and pruning; runs for the life of the app."""
         while True:
-            healthy = self._feed.is_healthy()
-            await asyncio.sleep(1.0 if (self._poll_store or not healthy) else 5.0)
+            # Every second, whatever the feed's health: one indexed read when nothing is
+            # new, and the bound on how long a kill whose announcement was lost can wait.
+            await asyncio.sleep(SYNC_INTERVAL)
             try:
                 await self.catch_up()
                 self.revoked.prune(self._clock.now())
