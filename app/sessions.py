@@ -165,7 +165,7 @@ class SessionService:
         await self._users.rehash_if_needed(user.id, stored, password)
 
         now = self._clock.now()
-        session_id = secrets.token_urlsafe(16)
+        session_id = secrets.token_hex(16)  # hex: never starts with '-' (CLI arguments)
         refresh = new_refresh_token()
         fingerprint = new_fingerprint() if transport == "cookie" else None
         fgp = fingerprint_hash(fingerprint) if fingerprint else None

@@ -1,7 +1,11 @@
 """Latch's python-socketio server: the transport-level rules, nothing about tokens.
 
-:class:`LatchServer` is an ``AsyncServer`` with five changes, each something the
-library has no option for (python-socketio 5.18 / python-engineio 4.15):
+:class:`LatchServer` is an ``AsyncServer`` with these changes, each something the
+library has no option for (python-socketio 5.18 / python-engineio 4.15). They
+override private methods (``_handle_event``, ``_handle_connect``,
+``_handle_eio_connect``, ``_handle_eio_disconnect``), stable across 5.x but not a
+public API: a python-socketio upgrade must pass tests/test_sockets.py, which
+exercises each one:
 
 * **One choke point for client events.** ``_handle_event`` hands every event
   packet to one ``dispatch`` callable and acks what it returns. The library
@@ -20,6 +24,8 @@ library has no option for (python-socketio 5.18 / python-engineio 4.15):
   so the first application event always follows it.
 * **A closed polling session answers its pending long-poll** at once instead
   of holding the request (and the client's ``disconnect()``) for ~45 s.
+* **Unknown namespaces are refused like everything else**: ``connect_error``
+  with ``err.message == "invalid_namespace"`` and ``err.data = {code, message}``.
 
 :class:`WebSocketTransport` replaces the engine.io aiohttp driver's websocket
 wrapper to make permessage-deflate a setting (the driver hard-codes aiohttp's
@@ -47,6 +53,9 @@ log = logging.getLogger("latch.sockets")
 
 #: Returned by a dispatch callable when the event must not be acknowledged.
 NO_ACK: Any = object()
+
+INVALID_NAMESPACE = {"message": "invalid_namespace",
+                     "data": {"code": "invalid_namespace", "message": "Unknown namespace"}}
 
 EventDispatch = Callable[[str, str, list[Any]], Awaitable[Any]]
 AfterConnect = Callable[[str, str], Awaitable[None]]
@@ -97,11 +106,18 @@ class LatchServer(socketio.AsyncServer):  # type: ignore[misc]
     # --- connect / events ---------------------------------------------------------
 
     async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        namespace = namespace or "/"
+        if namespace not in self.handlers:
+            # The library answers a bare string, which socket.io-client turns into an
+            # empty err.message; answer in the same shape as every other refusal.
+            await self._send_packet(eio_sid, self.packet_class(
+                packet.CONNECT_ERROR, namespace=namespace, data=INVALID_NAMESPACE))
+            return
         try:
             await super()._handle_connect(eio_sid, namespace, data)
         finally:
             if self.after_connect is not None:
-                await self.after_connect(eio_sid, namespace or "/")
+                await self.after_connect(eio_sid, namespace)
 
     async def _handle_event(self, eio_sid: str, namespace: str | None, id: int | None,
                             data: list[Any]) -> None:

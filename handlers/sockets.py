@@ -115,6 +115,18 @@ class SocketGateway(ClientEvents):
                 await task
             await self._sio.shutdown()
 
+    async def close_transports(self, app: web.Application) -> None:
+        """``on_shutdown``: close every Engine.IO session so aiohttp need not wait for them.
+
+        A plain transport close (no ``session_ended``, no namespace disconnect): the
+        session is still valid, so clients reconnect on their own — to another node.
+        """
+        for socket in list(self._sio.eio.sockets.values()):
+            try:
+                await socket.close(wait=False)
+            except Exception:
+                log.debug("closing a transport at shutdown failed", exc_info=True)
+
     # --- what others read -------------------------------------------------------------
 
     def count(self) -> int:
@@ -353,4 +365,5 @@ def attach_socketio(app: web.Application, *, settings: Settings, authenticator: 
     app[SIO_KEY] = sio
     app[GATEWAY_KEY] = gateway
     app.cleanup_ctx.append(gateway.lifespan)
+    app.on_shutdown.append(gateway.close_transports)
     return gateway

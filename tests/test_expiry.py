@@ -222,3 +222,25 @@ async def test_cancelling_the_driver_stops_it() -> None:
     except asyncio.CancelledError:
         pass
     assert task.cancelled()
+
+
+def test_gc_paused_restores_the_collector() -> None:
+    import gc
+
+    from app.expiry import gc_paused
+
+    assert gc.isenabled()
+    with gc_paused():
+        assert not gc.isenabled()
+        with gc_paused():  # nested: the outer one owns the pause
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    with gc_paused(False):
+        assert gc.isenabled()
+    try:
+        with gc_paused():
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    assert gc.isenabled()

@@ -321,7 +321,7 @@ async def test_access_log_never_shows_a_query_token(
         url = f"http://{host}:{port}"
         body = await login(http, url, *ADMIN)
         token = body["access_token"]
-        with caplog.at_level("INFO", logger="aiohttp.access"):
+        with caplog.at_level("DEBUG", logger="aiohttp.access"):
             await refused(make_sio_client, f"{url}?token={token}", auth={"token": token},
                           transports=["polling"])
         assert any("socket.io" in r.getMessage() for r in caplog.records)
@@ -354,8 +354,9 @@ async def test_fingerprint_cookie_is_required_for_fgp_tokens(
 async def test_unknown_namespace_is_refused(server: RunningServer, http: aiohttp.ClientSession,
                                             make_sio_client: ClientFactory) -> None:
     body = await login(http, server.url, *ADMIN)
-    await refused(make_sio_client, server.url, auth={"token": body["access_token"]},
-                  namespaces=["/admin"])
+    assert_refusal(await refused(make_sio_client, server.url,
+                                 auth={"token": body["access_token"]}, namespaces=["/admin"]),
+                   "invalid_namespace")
     assert server.app[GATEWAY_KEY].count() == 0
 
 
@@ -863,3 +864,76 @@ async def test_a_socket_ended_while_connecting_is_ended_right_after_its_connect(
     await wait_event(seen.disconnected, 2.0, "disconnect")
     assert "session" not in seen.names()
     assert announced == [] and gateway.count() == 0
+
+
+# --- the room index under python-socketio's manager ---------------------------------------
+
+
+async def test_room_index_behaves_like_the_stock_manager() -> None:
+    """The O(own rooms) disconnect leaves exactly what python-socketio's full scan leaves."""
+    import random
+
+    from handlers.socket_manager import IndexedAsyncManager, with_room_index
+
+    class FakeEio:
+        def __init__(self) -> None:
+            self.n = 0
+
+        def generate_id(self) -> str:
+            self.n += 1
+            return f"s{self.n}"
+
+    class FakeServer:
+        packet_class = socketio.packet.Packet
+
+        def __init__(self) -> None:
+            self.eio = FakeEio()
+
+    stock = socketio.AsyncManager()
+    indexed = IndexedAsyncManager()
+    swapped = with_room_index(socketio.AsyncManager())
+    managers = [stock, indexed, swapped]
+    for m in managers:
+        m.set_server(FakeServer())
+    rng = random.Random(7)
+    sids: list[str] = []
+    rooms = [f"room{i}" for i in range(6)]
+
+    for step in range(3000):
+        op = rng.random()
+        if op < 0.25 or not sids:
+            new = [await m.pre_connect(f"e{step}", "/") for m in managers]
+            assert len(set(new)) == 1
+            for m in managers:
+                await m.connect(new[0], "/")
+            sids.append(new[0])
+        elif op < 0.55:
+            sid, room = rng.choice(sids), rng.choice(rooms)
+            for m in managers:
+                m.basic_enter_room(sid, "/", room)
+        elif op < 0.7:
+            sid, room = rng.choice(sids), rng.choice(rooms)
+            for m in managers:
+                m.basic_leave_room(sid, "/", room)
+        elif op < 0.75:
+            room = rng.choice(rooms)
+            for m in managers:
+                m.basic_close_room(room, "/")
+        else:
+            sid = sids.pop(rng.randrange(len(sids)))
+            for m in managers:
+                m.pre_disconnect(sid, "/")
+                await m.disconnect(sid, "/", ignore_queue=True)
+        snapshot = [{ns: {r: dict(members) for r, members in table.items()}
+                     for ns, table in m.rooms.items()} for m in managers]
+        assert snapshot[0] == snapshot[1] == snapshot[2], step
+        assert stock.pending_disconnect == indexed.pending_disconnect
+        probe = rng.choice(sids) if sids else "nobody"
+        assert sorted(stock.get_rooms(probe, "/"), key=str) == \
+            sorted(indexed.get_rooms(probe, "/"), key=str)
+    for sid in list(sids):
+        for m in managers:
+            m.pre_disconnect(sid, "/")
+            await m.disconnect(sid, "/", ignore_queue=True)
+    assert stock.rooms == indexed.rooms == swapped.rooms == {}
+    assert not any(indexed._joined.values())
