@@ -2,30 +2,39 @@
 
 In one run, on 127.0.0.1, with its own ``redis-server`` (``--save "" --appendonly no``):
 
-1. two Latch nodes (``latch serve``; node-a first, then node-b) sharing one SQLite
-   file and one keys directory, pinned to the server core; this process (the
-   load generator, one raw Engine.IO client per socket) pins itself to the other;
+1. two Latch nodes (``python -m app.cli serve``; node-a first, then node-b) sharing
+   one SQLite file and one keys directory. Both nodes and Redis are pinned to core
+   0; this process (the load generator, one raw Engine.IO client per socket, see
+   ``eio_client.py``) and the CLI to core 1;
 2. sessions: a bench user created through ``POST /admin/users``; one login per
-   victim session (argon2, so a few per second) plus a few filler sessions whose
-   tokens are reused by many sockets, to reach ``--sockets`` idle sockets, half
-   on each node; every victim's one socket is on node-b;
-3. the raw Redis floor: ``PUBLISH`` → subscriber receive, sequentially, with
-   redis-py (the library Latch uses), from this process and from a process on
-   the server core;
-4. kill latency: one at a time, ``POST /admin/sessions/{id}/revoke`` to node-a
-   (keep-alive connection, admin Bearer), and the victim's socket on node-b seen
-   ending (``41`` / close, and ``session_ended``); plus the REST answer time
-   (which waits for the other nodes' acks) and the node's own
-   ``latch_revocation_latency_seconds`` histogram;
-5. kill everyone, twice: ``POST /admin/users/{id}/revoke`` of the user holding
-   every socket (REST), then, on a fresh set of sockets, ``latch sessions revoke
-   --all`` (the CLI, timed from its exec and from the start of its revoke);
-6. the naive baseline (``bench/naive_cluster.py``: two bare python-socketio
-   nodes with ``AsyncRedisManager``, no durable write) on the same Redis, same
-   kill → disconnect path, at ``--naive-sockets`` sockets.
+   victim session (argon2, a few dozen per second) plus a few filler sessions
+   whose tokens many sockets share, to reach ``--sockets`` idle sockets, half on
+   each node; every victim's one socket is on node-b;
+3. floors, with the sockets open: Redis ``PUBLISH`` → subscriber receive with
+   redis-py (what Latch's feed uses), from this process and from one on the server
+   core; ``GET /healthz`` on node-a; a SQLite WAL commit next to Latch's file with
+   ``synchronous`` FULL and NORMAL. The Redis and HTTP floors also after idle
+   pauses, because an idle vCPU of this VM takes ~1 ms to wake up;
+4. kill latency, one kill at a time: ``POST /admin/sessions/{id}/revoke`` to node-a
+   (keep-alive connection, admin Bearer) and the victim's socket on node-b seen
+   ending (``41`` / close, and ``session_ended``); the REST answer time (which
+   waits for the other node's ack) and node-b's own ``latch_revocation_latency_
+   seconds`` histogram. First ``--kills`` with a 100–150 ms pause before each
+   (an idle system), then ``--burst-kills`` back to back (a warm one);
+5. kill everyone: once through REST (``POST /admin/users/{id}/revoke`` of the user
+   holding every socket), then ``--cli-rounds`` times ``latch sessions revoke --all``
+   on fresh sockets, timed from the CLI's exec and from the start of its revoke;
+6. a reference for (5): two bare python-socketio nodes (``bare_server.py
+   --indexed-rooms``) ending the same number of sockets at one instant;
+7. the naive baseline (``naive_cluster.py``: two python-socketio nodes with
+   ``AsyncRedisManager``, no auth, no durable write) on the same Redis, same kill →
+   disconnect path, idle-paced and back to back, at ``--naive-sockets`` sockets.
 
-Figures are printed next to their targets and written, with every raw sample,
-to ``bench/results/revocation-<timestamp>.json``. ``--quick`` is a smoke run.
+Before each measured phase the driver waits (up to ``--wait-quiet`` s) for other
+processes to leave the machine alone, and records the share of CPU they took
+during the phase (``foreign_cpu_share``; warnings above 5 %). Figures are printed
+next to their targets and written, with every raw sample, to
+``bench/results/revocation-<timestamp>.json``. ``--quick`` is a smoke run.
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import math
 import os
@@ -238,6 +248,17 @@ class ForeignLoad:
         wall = max(1e-6, time.monotonic() - self._t)
         foreign = (machine_busy_seconds() - self._busy) - (self._own() - self._mine)
         return round(max(0.0, foreign) / (wall * (os.cpu_count() or 1)), 3)
+
+
+def freeze_heap() -> None:
+    """Move everything alive now (thousands of idle sockets) out of the GC's scans.
+
+    Without it a full collection in this process walks every socket's objects and
+    stalls the loop for tens of milliseconds: a kill timed across one would be
+    late by that much, and the figure would be the harness's, not the server's.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 async def wait_gone(socks: Sequence[EioSocket], deadline: float) -> None:
@@ -1178,6 +1199,7 @@ class Run:
             if err:
                 log(f"socket errors on {name}: {err}")
             socks[name] = live + new
+        freeze_heap()
 
     async def floors(self, redis_url: str, a: str) -> None:
         """Redis, HTTP and SQLite floors, measured with the sockets open, before the kills."""
@@ -1236,6 +1258,7 @@ class Run:
                 log(f"{proc.name}: socket errors {err}")
             by_node[proc.name] = socks
             controls.append(await connect(ws_http, Options(base_url=proc.url or "")))
+        freeze_heap()
         await asyncio.sleep(cfg.settle)
         await self.wait_quiet("the bare reference")
         offset = time.time() - time.monotonic()
@@ -1285,6 +1308,7 @@ class Run:
             b, [f"naive-filler-b{i}" for i in range(cfg.fillers // 2 or 1)], half_b),
             cfg.connect_concurrency)
         total = len(v_socks) + len(fill_a) + len(fill_b)
+        freeze_heap()
         log(f"naive: {total} sockets (naive-a {len(fill_a)}, naive-b {len(fill_b) + len(v_socks)})")
         await asyncio.sleep(cfg.settle)
         victims = list(zip(victim_ids, v_socks, strict=True))
