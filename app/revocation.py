@@ -47,6 +47,7 @@ from app.feed import (
 log = logging.getLogger("latch.revocation")
 
 ACK_TIMEOUT = 0.25
+MASS_ACK_TIMEOUT = 2.0
 PRUNE_MARGIN = 60.0
 CATCH_UP_BATCH = 5000
 SYNC_INTERVAL = 1.0
@@ -207,30 +208,36 @@ class RevocationService:
         at = self._clock.now()
         op = secrets.token_hex(8)
         prune_after = at + self._access_ttl + PRUNE_MARGIN
+        # Who must acknowledge: looked up while the durable write runs (a Redis round trip).
+        nodes_lookup = asyncio.ensure_future(self._safe_live_nodes())
         # (1) durable
-        async with self._db.transaction() as tx:
-            async with tx.execute(select[0], select[1]) as cur:
-                rows = list(await cur.fetchall())
-            if must_exist and not rows:
-                raise NotFound("no such session")
-            fresh = [(r["id"], r["user_id"]) for r in rows if r["revoked_at"] is None]
-            if fresh:
-                await tx.executemany(
-                    "UPDATE sessions SET revoked_at = ?, revoked_by = ?, revoked_code = ?,"
-                    " revoked_reason = ? WHERE id = ? AND revoked_at IS NULL",
-                    [(at, actor.name, code, reason, sid) for sid, _ in fresh])
-                await tx.executemany(
-                    "INSERT INTO revocations (session_id, user_id, code, op, created_at, prune_after)"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    [(sid, uid, code, op, at, prune_after) for sid, uid in fresh])
-            if in_tx is not None:
-                await in_tx(tx)
-            async with tx.execute("SELECT max(position) FROM revocations") as cur:
-                top = await cur.fetchone()
-            position = int(top[0] or 0) if top else 0
-            await self._audit.record(tx, actor, action, _target_label(scope, target),
-                                     code=code, reason=reason, sessions=len(fresh),
-                                     except_session=except_session)
+        try:
+            async with self._db.transaction() as tx:
+                async with tx.execute(select[0], select[1]) as cur:
+                    rows = list(await cur.fetchall())
+                if must_exist and not rows:
+                    raise NotFound("no such session")
+                fresh = [(r["id"], r["user_id"]) for r in rows if r["revoked_at"] is None]
+                if fresh:
+                    await tx.executemany(
+                        "UPDATE sessions SET revoked_at = ?, revoked_by = ?, revoked_code = ?,"
+                        " revoked_reason = ? WHERE id = ? AND revoked_at IS NULL",
+                        [(at, actor.name, code, reason, sid) for sid, _ in fresh])
+                    await tx.executemany(
+                        "INSERT INTO revocations (session_id, user_id, code, op, created_at, prune_after)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        [(sid, uid, code, op, at, prune_after) for sid, uid in fresh])
+                if in_tx is not None:
+                    await in_tx(tx)
+                async with tx.execute("SELECT max(position) FROM revocations") as cur:
+                    top = await cur.fetchone()
+                position = int(top[0] or 0) if top else 0
+                await self._audit.record(tx, actor, action, _target_label(scope, target),
+                                         code=code, reason=reason, sessions=len(fresh),
+                                         except_session=except_session)
+        except BaseException:
+            nodes_lookup.cancel()
+            raise
         session_ids = [sid for sid, _ in fresh]
         # (2) this node's memory
         for sid in session_ids:
@@ -241,7 +248,7 @@ class RevocationService:
             op=op, origin=self.node_id, scope=scope, code=code, position=position, at=at,
             target=target, except_session=except_session,
             session_ids=tuple(session_ids) if complete else (), complete=complete)
-        others = [n for n in await self._safe_live_nodes() if n != self.node_id]
+        others = [n for n in await nodes_lookup if n != self.node_id]
         pending = _PendingKill(expected=set(others), acks={}, done=asyncio.Event())
         if not others:
             pending.done.set()
@@ -253,16 +260,18 @@ class RevocationService:
             # (4) this node's sockets
             ended_here = await self._end_local(message)
             if published and others:
+                # Ending thousands of sockets takes a node ~0.25 s: wait longer for wide kills.
+                timeout = self._ack_timeout if scope == "session" else MASS_ACK_TIMEOUT
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(pending.done.wait(), self._ack_timeout)
+                    await asyncio.wait_for(pending.done.wait(), timeout)
         finally:
             self._pending.pop(op, None)
         user_id = target if scope == "user" else None
         if scope == "session" and rows:
             user_id = str(rows[0]["user_id"])
-        await self._emit_event("session_revoked", {
+        self._spawn(self._emit_event("session_revoked", {
             "scope": scope, "target": target, "session_ids": session_ids[:MAX_SESSION_IDS],
-            "user_id": user_id, "code": code, "node": self.node_id})
+            "user_id": user_id, "code": code, "node": self.node_id}))
         nodes = [NodeKill(self.node_id, ended_here, True)]
         for node in sorted(pending.expected):
             if node in pending.acks:
@@ -309,6 +318,7 @@ class RevocationService:
             if not message.complete:
                 self._settled.clear()  # handshakes wait for the catch-up below
             ended = await self._end_local(message)
+            await asyncio.sleep(0)  # let Engine.IO write the packets before we ack
             await self._feed.publish(AckMessage(op=message.op, node=self.node_id, ended=ended))
             if message.position > self.revoked.position:
                 self._schedule_catch_up()
@@ -332,7 +342,10 @@ class RevocationService:
             self._unannounced = not ok
 
     def _schedule_catch_up(self) -> None:
-        task = asyncio.get_running_loop().create_task(self._catch_up_logged())
+        self._spawn(self._catch_up_logged())
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

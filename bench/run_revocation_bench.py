@@ -1226,7 +1226,7 @@ class Run:
             sqlite_commit_floor, self.workdir, cfg.sqlite_floor_rounds)
         doc["floors_foreign_cpu_share"] = foreign.share()
 
-    # -- the harness floor for "kill everyone" -----------------------------------------
+    # -- the bare reference for "kill everyone" -----------------------------------------
 
     async def bare_kill_all_floor(self, ws_http: aiohttp.ClientSession) -> None:
         """Two bare python-socketio processes end all their sockets at one instant.
@@ -1263,7 +1263,7 @@ class Run:
         await self.wait_quiet("the bare reference")
         offset = time.time() - time.monotonic()
         at_wall = time.time() + 1.0
-        log(f"harness floor: 2 bare python-socketio nodes end {cfg.sockets} sockets at one instant")
+        log(f"reference: 2 bare python-socketio nodes end {cfg.sockets} sockets at one instant")
         await asyncio.gather(*(c.call("bench_end_all", {"at": at_wall}, timeout=5.0)
                                for c in controls))
         at = at_wall - offset
