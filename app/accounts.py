@@ -65,10 +65,8 @@ class AccountService:
             result = await self._revocation.revoke_user(
                 user.id, code=code, actor=actor, reason=code,
                 action="user.disable" if disabling else "user.role", in_tx=write)
-        elif enabling:
-            await self._revocation.revoke_user(  # nothing to end; records the change durably
-                user.id, code="user_disabled", actor=actor, reason="enabled",
-                action="user.enable", in_tx=write)
+        elif enabling:  # nothing to end: a plain audited update
+            await self._users.update_audited(user.id, write, actor=actor, action="user.enable")
         updated = await self._users.require(user.id)
         if disabling or role_changed or enabling:
             await self._revocation.publish_event("user_changed", {"user": updated.as_dict()})

@@ -6,19 +6,17 @@
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 
 from app.config import Settings
 from app.errors import (
     ServiceUnavailable,
     SessionRevoked,
-    TokenInvalid,
     TokenMissing,
     UserDisabled,
 )
 from app.revocation import RevocationService
-from app.tokens import AccessClaims, TokenService, fingerprint_hash
+from app.tokens import AccessClaims, TokenService, check_fingerprint
 
 FINGERPRINT_COOKIE = "__Secure-latch_fgp"
 REFRESH_COOKIE = "__Secure-latch_rt"
@@ -58,9 +56,7 @@ class Authenticator:
             raise TokenMissing()
         claims = self._tokens.verify_access(token)
         self.check_live(claims)
-        if claims.fgp is not None:
-            if not fingerprint or not hmac.compare_digest(fingerprint_hash(fingerprint), claims.fgp):
-                raise TokenInvalid("token fingerprint cookie missing or wrong")
+        check_fingerprint(claims, fingerprint)
         return Identity(user_id=claims.sub, username=claims.name, role=claims.role,
                         session_id=claims.sid, token_exp=claims.exp, token_iat=claims.iat,
                         jti=claims.jti)

@@ -140,7 +140,6 @@ class SessionService:
         self._throttle = throttle
         self._clock = clock
         self._settings = settings
-        self.on_login: list[Any] = []
 
     async def login(self, username: object, password: object, *, device: object,
                     transport: object, client: ClientInfo) -> Grant:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 import unicodedata
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,6 +158,14 @@ class UserStore:
         if disabled is not None:
             await tx.execute("UPDATE users SET disabled = ?, updated_at = ? WHERE id = ?",
                              (int(disabled), self._clock.now(), int(user_id)))
+
+    async def update_audited(self, user_id: str,
+                             change: Callable[[aiosqlite.Connection], Awaitable[None]], *,
+                             actor: Actor, action: str) -> None:
+        """Run ``change`` and its audit entry in one transaction."""
+        async with self._db.transaction() as tx:
+            await change(tx)
+            await self._audit.record(tx, actor, action, f"user:{user_id}")
 
     async def hash_password(self, password: str) -> str:
         return await self._hasher.hash(password)

@@ -48,12 +48,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         cls = _STATUS_ERRORS.get(exc.status)
         if cls is None:
-            err = LatchError(exc.reason)
-            response = web.json_response({"error": {"code": "http_error", "message": exc.reason}},
-                                         status=exc.status)
-            return response
-        err = cls()
-        return error_response(err)
+            return web.json_response({"error": {"code": "http_error", "message": exc.reason}},
+                                     status=exc.status)
+        return error_response(cls())
     except (ConnectionResetError, TimeoutError):
         raise
     except Exception:
