@@ -3,9 +3,19 @@
 Verification trusts nothing the token says about how to check it: the
 algorithm is the configured one, the key is looked up only by ``kid`` in our
 own keyring, and a header member we do not issue (``jku``, ``x5u``, ``jwk``,
-``x5c``, ``crit``...) is a refusal. PyJWT checks the signature, ``iss``,
-``aud`` and that every claim is present; times are checked here against the
-injected clock. Callers see only :class:`TokenExpired` or :class:`TokenInvalid`.
+``x5c``, ``crit``...) is a refusal. Callers see only :class:`TokenExpired` or
+:class:`TokenInvalid`.
+
+PyJWT signs. Verifying is the hot path (every handshake and every socket
+``refresh``), and PyJWT's ``decode`` adds ~20-50 us of generic work (option
+merging, a second header parse, claim validation we redo anyway) on top of
+the signature check, so :meth:`TokenService.verify_access` does the JWS steps
+itself, narrowly: the token's shape is checked by a regex before anything is
+decoded, the header by an allow-list, the signature by PyJWT's own algorithm
+object for the pinned ``alg`` (which handles ECDSA's raw ``r||s`` and HMAC's
+constant-time compare), and every claim (``iss``, ``aud`` as one exact string,
+types, times against the injected clock) is checked here. The tests in
+tests/test_tokens.py attack each of these steps.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ JWT_TYP = "at+jwt"
 ROLES = frozenset({"user", "admin"})
 MAX_TOKEN_CHARS = 4096
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "sid", "jti", "iat", "nbf", "exp", "role", "name")
+_REQUIRED = frozenset(REQUIRED_CLAIMS)
 _HEADER_MEMBERS = frozenset({"alg", "kid", "typ"})  # exactly what issue_access writes
 # Three non-empty base64url segments, ASCII only, no padding or whitespace.
 _SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
@@ -37,7 +48,7 @@ _KID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _FGP = re.compile(r"[0-9a-f]{64}")
 _MAX_DATE = 2**53
 # What PyJWT (or a malformed value reaching it) may raise; all mean "invalid".
-_DECODE_ERRORS = (jwt.PyJWTError, ValueError, TypeError, KeyError, OverflowError, RecursionError)
+_DECODE_ERRORS = (ValueError, TypeError, binascii.Error, OverflowError, RecursionError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +88,15 @@ def check_fingerprint(claims: AccessClaims, cookie: str | None) -> None:
                            reason="fingerprint")
 
 
+def _b64decode(segment: str) -> bytes:
+    """base64url without padding; callers have already checked the alphabet."""
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
 def _invalid(reason: str) -> TokenInvalid:
     # The reason is for logs (``err.data``); the client sees the generic message.
     return TokenInvalid(reason=reason)
@@ -95,13 +115,10 @@ class TokenService:
         self._ttl = access_ttl
         self._clock = clock
         self._leeway = leeway
-        # Built once; exp/nbf/iat are checked below because PyJWT reads the real clock.
-        self._jwt = jwt.PyJWT(options={
-            "verify_signature": True, "verify_aud": True, "verify_iss": True,
-            "verify_exp": False, "verify_nbf": False, "verify_iat": False,
-            "strict_aud": True, "require": list(REQUIRED_CLAIMS),
-            "enforce_minimum_key_length": True,
-        })
+        self._jwt = jwt.PyJWT()  # signing only; see verify_access
+        # The algorithm object for the pinned alg: its verify() takes the key
+        # objects the keyring holds (bytes for HS256).
+        self._verifier = jwt.algorithms.get_default_algorithms()[keyring.alg]
 
     def issue_access(self, *, user_id: str, session_id: str, role: str,
                      fingerprint_hash: str | None = None, username: str = "") -> IssuedToken:
@@ -141,19 +158,31 @@ class TokenService:
             key = self._keyring.verification_key(kid)  # rotated by another process
         if key is None:
             raise _invalid("unknown_kid")
+        header_b64, payload_b64, signature_b64 = token.split(".")
+        signing_input = f"{header_b64}.{payload_b64}".encode("ascii")
         try:
-            payload = self._jwt.decode(token, key, algorithms=self._algorithms,
-                                       audience=self._audience, issuer=self._issuer)
+            signature = _b64decode(signature_b64)
+            # One signature, one spelling: base64url has spare bits in its last
+            # character, and a token that differs only there must not verify.
+            valid = (_b64encode(signature) == signature_b64
+                     and self._verifier.verify(signing_input, key, signature))
         except _DECODE_ERRORS:
-            raise _invalid("signature_or_claims") from None
+            valid = False
+        if not valid:
+            raise _invalid("signature")
+        try:
+            payload = json.loads(_b64decode(payload_b64))
+        except _DECODE_ERRORS:
+            raise _invalid("malformed_payload") from None
+        if not isinstance(payload, dict):
+            raise _invalid("malformed_payload")
         return self._claims(payload)
 
     def _check_header(self, token: str) -> str:
         """Return the ``kid`` of a header we could have written ourselves."""
-        segment = token[: token.index(".")]
         try:
-            header = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-        except (ValueError, binascii.Error, RecursionError):
+            header = json.loads(_b64decode(token[: token.index(".")]))
+        except _DECODE_ERRORS:
             raise _invalid("malformed_header") from None
         if not isinstance(header, dict):
             raise _invalid("malformed_header")
@@ -172,6 +201,13 @@ class TokenService:
 
     def _claims(self, p: dict[str, Any]) -> AccessClaims:
         # .get, not []: a missing claim must end as TokenInvalid, never KeyError.
+        if not p.keys() >= _REQUIRED:
+            raise _invalid("claim_missing")
+        # Exact strings: an ``aud`` list, or an issuer of another type, is refused.
+        if p["iss"] != self._issuer or type(p["iss"]) is not str:
+            raise _invalid("claim_iss")
+        if p["aud"] != self._audience or type(p["aud"]) is not str:
+            raise _invalid("claim_aud")
         sub, sid, jti, role = p.get("sub"), p.get("sid"), p.get("jti"), p.get("role")
         name = p.get("name")
         if not isinstance(name, str) or not name or len(name) > 256:

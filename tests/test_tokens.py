@@ -477,6 +477,23 @@ def test_every_single_character_change_is_refused(service: TokenService) -> None
         refused(service, token[:cut])
 
 
+def test_signature_with_spare_bits_set_is_refused(service: TokenService) -> None:
+    """base64url's last character carries spare bits: the same signature bytes can be
+    spelled more than one way, and only the canonical spelling may verify."""
+    token = service.issue_access(user_id="1", session_id="s", role="user").token
+    head, _, sig = token.rpartition(".")
+    raw = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    spare = [f"{head}.{sig[:-1]}{ch}" for ch in alphabet if ch != sig[-1]
+             and base64.urlsafe_b64decode(sig[:-1] + ch + "=" * (-len(sig) % 4)) == raw]
+    if len(raw) % 3 == 0:  # RSA-3072: whole base64 groups, no spare bits to set
+        assert not spare
+        return
+    assert spare, "expected other spellings of the same signature"
+    for variant in spare:
+        refused(service, variant)
+
+
 # --- rotation (tokens across keys) ---------------------------------------------------------
 
 
