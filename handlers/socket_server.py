@@ -27,9 +27,8 @@ exercises each one:
 * **Unknown namespaces are refused like everything else**: ``connect_error``
   with ``err.message == "invalid_namespace"`` and ``err.data = {code, message}``.
 
-:class:`WebSocketTransport` replaces the engine.io aiohttp driver's websocket
-wrapper to make permessage-deflate a setting (the driver hard-codes aiohttp's
-default, on) and to report polling → websocket upgrades.
+The Engine.IO layer underneath (the websocket loop, compression as a setting,
+keep-alive pings) is :mod:`handlers.socket_transport`.
 """
 
 from __future__ import annotations
@@ -40,14 +39,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import socketio
-from aiohttp.web import WebSocketResponse
 from engineio import packet as eio_packet
-from engineio.async_drivers.aiohttp import WebSocket as EioAiohttpWebSocket
 from engineio.exceptions import SocketIsClosedError
 from socketio import packet
 
 from app.config import Settings
 from handlers.client import origin_allowed
+from handlers.socket_transport import EngineServer
 
 log = logging.getLogger("latch.sockets")
 
@@ -68,6 +66,9 @@ class LatchServer(socketio.AsyncServer):  # type: ignore[misc]
         self.dispatch: EventDispatch | None = None
         self.after_connect: AfterConnect | None = None
         self._closing: set[asyncio.Task[Any]] = set()
+
+    def _engineio_server_class(self) -> type[EngineServer]:
+        return EngineServer
 
     # --- namespace-connect deadline ------------------------------------------
 
@@ -97,6 +98,8 @@ class LatchServer(socketio.AsyncServer):  # type: ignore[misc]
     async def _handle_eio_disconnect(self, eio_sid: str, reason: str) -> None:
         await super()._handle_eio_disconnect(eio_sid, reason)
         sock = self.eio.sockets.get(eio_sid)
+        if sock is not None:
+            EngineServer.socket_closed(sock)
         if sock is not None and not sock.upgraded:
             # A client that closes a polling session leaves its long-poll GET pending
             # until ping_interval + ping_timeout (python-engineio answers it only on a
@@ -168,46 +171,6 @@ class LatchServer(socketio.AsyncServer):  # type: ignore[misc]
     def transport_of(self, eio_sid: str) -> str:
         sock = self.eio.sockets.get(eio_sid)
         return "websocket" if sock is not None and sock.upgraded else "polling"
-
-
-class WebSocketTransport(EioAiohttpWebSocket):  # type: ignore[misc]
-    """engine.io's aiohttp websocket wrapper with ``compress`` as a setting and an upgrade hook.
-
-    Build it with ``functools.partial(WebSocketTransport, compress=..., on_upgrade=...)``
-    and install it per server: ``eio._async = {**eio._async, "websocket": that}`` (the
-    driver table itself is a module-level dict shared by every server in the process).
-    """
-
-    def __init__(self, handler: Any, server: Any, *, compress: bool,
-                 on_upgrade: Callable[[str], None] | None = None) -> None:
-        super().__init__(handler, server)
-        self._compress = compress
-        self._on_upgrade = on_upgrade
-        self._upgrading: Any = None
-
-    async def __call__(self, environ: dict[str, Any]) -> WebSocketResponse:
-        request = environ["aiohttp.request"]
-        self._sock = WebSocketResponse(max_msg_size=self.server.max_http_buffer_size,
-                                       compress=self._compress)
-        await self._sock.prepare(request)
-        self.environ = environ
-        owner = getattr(self.handler, "__self__", None)  # the engine.io socket
-        if owner is not None and owner.connected and self._on_upgrade is not None:
-            self._upgrading = owner  # a polling session probing an upgrade
-        await self.handler(self)
-        return self._sock
-
-    async def wait(self) -> Any:
-        owner = self._upgrading
-        if owner is not None and owner.upgraded:
-            # engine.io sets ``upgraded`` and then starts its read loop: the first
-            # read after that is the first moment the upgrade is known complete.
-            self._upgrading = None
-            try:
-                self._on_upgrade(owner.sid)  # type: ignore[misc]
-            except Exception:
-                log.exception("upgrade hook failed")
-        return await super().wait()
 
 
 def origin_checker(settings: Settings) -> Callable[[str | None, dict[str, Any]], bool]:

@@ -39,7 +39,7 @@ from handlers.client import client_ip_from
 from handlers.socket_events import ClientEvents
 from handlers.socket_handshake import fingerprint_from, handshake_token
 from handlers.socket_manager import with_room_index
-from handlers.socket_server import LatchServer, WebSocketTransport, origin_checker
+from handlers.socket_server import LatchServer, origin_checker
 from handlers.socket_state import (
     ENDING,
     ENDING_PENDING,
@@ -54,6 +54,7 @@ from handlers.socket_state import (
     session_room,
     user_room,
 )
+from handlers.socket_transport import WebSocketTransport
 
 __all__ = ["GATEWAY_KEY", "SIO_KEY", "ConnectionInfo", "SocketGateway", "attach_socketio",
            "session_room", "user_room"]

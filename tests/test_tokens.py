@@ -494,6 +494,39 @@ def test_signature_with_spare_bits_set_is_refused(service: TokenService) -> None
         refused(service, variant)
 
 
+def test_libsodium_and_openssl_agree_on_ed25519_signatures() -> None:
+    """The EdDSA hot path verifies with libsodium; it must accept and refuse exactly what
+    OpenSSL (PyJWT's algorithm object) does, on good, tampered and malleated signatures."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from app.tokens import _Ed25519Verifier
+
+    openssl = jwt.algorithms.get_default_algorithms()["EdDSA"]
+    sodium = _Ed25519Verifier(openssl)
+    order = 2**252 + 27742317777372353535851937790883648493  # the group order L
+    for n in range(20):
+        private = Ed25519PrivateKey.generate()
+        key = private.public_key()
+        msg = f"header.payload-{n}".encode()
+        sig = private.sign(msg)
+        s_plus_l = sig[:32] + (int.from_bytes(sig[32:], "little") + order).to_bytes(32, "little")
+        cases = [
+            (sig, msg, True),
+            (sig, msg + b"x", False),
+            (bytes([sig[0] ^ 1]) + sig[1:], msg, False),
+            (sig[:63] + bytes([sig[63] ^ 0x80]), msg, False),
+            (s_plus_l, msg, False),  # same signature, non-canonical S
+            (bytes(64), msg, False),
+            (sig[:63], msg, False),
+            (sig + b"\0", msg, False),
+        ]
+        other = Ed25519PrivateKey.generate().public_key()
+        for candidate, message, expected in cases:
+            assert sodium.verify(message, key, candidate) is expected
+            assert bool(openssl.verify(message, key, candidate)) is expected
+            assert sodium.verify(message, other, candidate) is False
+
+
 # --- rotation (tokens across keys) ---------------------------------------------------------
 
 
