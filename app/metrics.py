@@ -80,6 +80,10 @@ class Metrics:
                              "on this node.", ["node"], registry=reg)
         self.handshakes = Counter("latch_socket_handshakes", "Socket.IO handshakes by result "
                                   "(ok or the connect_error code).", ["result"], registry=reg)
+        # Children of the per-event counters by (bounded) label value: hot paths
+        # skip prometheus_client's labels() lookup.
+        self._handshake_children: dict[str, Any] = {}
+        self._refresh_children: dict[tuple[str, str], Any] = {}
         self.refreshes = Counter("latch_token_refreshes", "Token refreshes by channel (rest: "
                                  "POST /auth/refresh, socket: the refresh event) and result.",
                                  ["channel", "result"], registry=reg)
@@ -123,10 +127,18 @@ class Metrics:
 
     def handshake(self, result: str) -> None:
         """``ok``, or the ``connect_error`` code the handshake was refused with."""
-        self.handshakes.labels(result=label(result, CODES)).inc()
+        value = label(result, CODES)
+        child = self._handshake_children.get(value)
+        if child is None:  # labels() costs a few us: once per label value
+            child = self._handshake_children[value] = self.handshakes.labels(result=value)
+        child.inc()
 
     def refresh(self, result: str, channel: str = "socket") -> None:
-        self.refreshes.labels(channel=label(channel, CHANNELS), result=label(result, CODES)).inc()
+        key = (label(channel, CHANNELS), label(result, CODES))
+        child = self._refresh_children.get(key)
+        if child is None:
+            child = self._refresh_children[key] = self.refreshes.labels(*key)
+        child.inc()
 
     def login(self, result: str) -> None:
         self.logins.labels(result=label(result, CODES)).inc()

@@ -52,6 +52,7 @@ _SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _KID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _FGP = re.compile(r"[0-9a-f]{64}")
 _MAX_DATE = 2**53
+_MAX_VERIFIED_HEADERS = 64
 # What PyJWT (or a malformed value reaching it) may raise; all mean "invalid".
 _DECODE_ERRORS = (ValueError, TypeError, binascii.Error, OverflowError, RecursionError)
 
@@ -152,6 +153,7 @@ class TokenService:
         self._clock = clock
         self._leeway = leeway
         self._jwt = jwt.PyJWT()  # signing only; see verify_access
+        self._verified_headers: dict[str, str] = {}  # header segment -> kid
         # The algorithm object for the pinned alg: its verify() takes the key
         # objects the keyring holds (bytes for HS256).
         self._verifier = jwt.algorithms.get_default_algorithms()[keyring.alg]
@@ -190,13 +192,14 @@ class TokenService:
             raise _invalid("malformed")
         if _SHAPE.fullmatch(token) is None:
             raise _invalid("malformed")
-        kid = self._check_header(token)
+        header_b64 = token[: token.index(".")]
+        kid = self._verified_headers.get(header_b64) or self._check_header(header_b64)
         key = self._keyring.verification_key(kid)
         if key is None and self._keyring.reload_if_changed():
             key = self._keyring.verification_key(kid)  # rotated by another process
         if key is None:
             raise _invalid("unknown_kid")
-        header_b64, payload_b64, signature_b64 = token.split(".")
+        _, payload_b64, signature_b64 = token.split(".")
         signing_input = f"{header_b64}.{payload_b64}".encode("ascii")
         try:
             signature = _b64decode(signature_b64)
@@ -208,6 +211,10 @@ class TokenService:
             valid = False
         if not valid:
             raise _invalid("signature")
+        if len(self._verified_headers) < _MAX_VERIFIED_HEADERS:
+            # Signed by our key, so one of the few headers we write (one per key):
+            # the next token with this exact header skips parsing it again.
+            self._verified_headers[header_b64] = kid
         try:
             payload = json.loads(_b64decode(payload_b64))
         except _DECODE_ERRORS:
@@ -216,10 +223,10 @@ class TokenService:
             raise _invalid("malformed_payload")
         return self._claims(payload)
 
-    def _check_header(self, token: str) -> str:
+    def _check_header(self, segment: str) -> str:
         """Return the ``kid`` of a header we could have written ourselves."""
         try:
-            header = json.loads(_b64decode(token[: token.index(".")]))
+            header = json.loads(_b64decode(segment))
         except _DECODE_ERRORS:
             raise _invalid("malformed_header") from None
         if not isinstance(header, dict):

@@ -34,6 +34,7 @@ keep-alive pings) is :mod:`handlers.socket_transport`.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -59,8 +60,36 @@ EventDispatch = Callable[[str, str, list[Any]], Awaitable[Any]]
 AfterConnect = Callable[[str, str], Awaitable[None]]
 
 
+def _bounded_int(text: str) -> int:
+    # As python-engineio's json wrapper: a 100-digit integer is already an attack.
+    if len(text) > 100:
+        raise ValueError("Integer is too large")
+    return int(text)
+
+
+class PacketJSON:
+    """The ``json`` of Socket.IO packets: python-engineio's rules (bounded integers), with
+    one decoder built once — ``engineio.json.loads`` builds a ``JSONDecoder`` per packet."""
+
+    _decoder = json.JSONDecoder(parse_int=_bounded_int)
+    dumps = staticmethod(json.dumps)
+
+    @classmethod
+    def loads(cls, text: str | bytes | bytearray) -> Any:
+        if not isinstance(text, str):
+            text = bytes(text).decode("utf-8")
+        return cls._decoder.decode(text)
+
+
+class LatchPacket(packet.Packet):  # type: ignore[misc]
+    """Socket.IO's packet with :class:`PacketJSON` (passed as ``serializer``, a public option)."""
+
+    json = PacketJSON
+
+
 class LatchServer(socketio.AsyncServer):  # type: ignore[misc]
     def __init__(self, *, connect_timeout: float, **kwargs: Any) -> None:
+        kwargs.setdefault("serializer", LatchPacket)
         super().__init__(**kwargs)
         self.connect_timeout = connect_timeout
         self.dispatch: EventDispatch | None = None
@@ -134,6 +163,17 @@ class LatchServer(socketio.AsyncServer):  # type: ignore[misc]
         result = await self.dispatch(sid, namespace, data)
         if id is None or result is NO_ACK:
             return
+        if type(result) is dict:
+            # Every Latch handler answers one JSON object: encode the ACK directly, as
+            # socketio.Packet would ("3" [namespace ","] id json), minus its binary scan.
+            try:
+                body = self.packet_class.json.dumps([result], separators=(",", ":"))
+            except (TypeError, ValueError):
+                pass  # bytes inside (a binary ACK) or worse: the library's encoder decides
+            else:
+                prefix = "3" if namespace == "/" else f"3{namespace},"
+                await self.eio.send(eio_sid, f"{prefix}{id}{body}")
+                return
         if result is None:
             args: list[Any] = []
         elif isinstance(result, tuple):

@@ -161,8 +161,11 @@ async def test_closed_sockets_are_not_kept_alive(
     await wait_for(lambda: not server.app[SIO_KEY].eio.sockets, 3.0,
                    message="Engine.IO to drop its closed sockets")
 
-    def alive() -> int:
+    eio = server.app[SIO_KEY].eio
+
+    def alive() -> int:  # this server's sockets (earlier tests' servers may linger)
         gc.collect()
-        return sum(1 for obj in gc.get_objects() if isinstance(obj, AsyncSocket))
+        return sum(1 for obj in gc.get_objects()
+                   if isinstance(obj, AsyncSocket) and obj.server is eio)
 
     await wait_for(lambda: alive() == 0, 3.0, message="no closed socket to stay reachable")
