@@ -100,14 +100,36 @@ def raise_nofile_limit() -> int:
     return hard
 
 
+def _latch_transport_server(compression: bool) -> type[socketio.AsyncServer]:
+    """python-socketio's server over Latch's Engine.IO layer (handlers/socket_transport.py),
+    for telling the cost of authentication apart from the cost of the transport."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import functools
+
+    from handlers.socket_transport import EngineServer, WebSocketTransport
+
+    class Server(socketio.AsyncServer):  # type: ignore[misc]
+        def _engineio_server_class(self) -> type[EngineServer]:
+            return EngineServer
+
+        def attach(self, app: web.Application, **kwargs: Any) -> None:
+            self.eio._async = {**self.eio._async, "websocket": functools.partial(
+                WebSocketTransport, compress=compression)}
+            super().attach(app, **kwargs)
+
+    return Server
+
+
 def build_app(
-    *, compression: bool, indexed_rooms: bool = False
+    *, compression: bool, indexed_rooms: bool = False, latch_transport: bool = False
 ) -> tuple[web.Application, socketio.AsyncServer]:
     manager = IndexedRoomsManager() if indexed_rooms else None
-    sio = socketio.AsyncServer(
+    server_class = _latch_transport_server(compression) if latch_transport \
+        else socketio.AsyncServer
+    sio = server_class(
         async_mode="aiohttp", cors_allowed_origins=None, client_manager=manager
     )
-    if not compression:
+    if not compression and not latch_transport:
         # Per-instance copy: the driver table is a module-level dict shared by
         # every engine.io server in the process.
         sio.eio._async = {**sio.eio._async, "websocket": _UncompressedWebSocket}
@@ -150,8 +172,9 @@ async def _end_all_at(sio: socketio.AsyncServer, at: float) -> None:
 
 
 async def serve(port: int, *, compression: bool, freeze_gc: bool,
-                indexed_rooms: bool = False) -> None:
-    app, _sio = build_app(compression=compression, indexed_rooms=indexed_rooms)
+                indexed_rooms: bool = False, latch_transport: bool = False) -> None:
+    app, _sio = build_app(compression=compression, indexed_rooms=indexed_rooms,
+                          latch_transport=latch_transport)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", port)
@@ -190,13 +213,18 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="O(1) disconnects (not stock python-socketio: see IndexedRoomsManager)",
     )
+    parser.add_argument(
+        "--latch-transport",
+        action="store_true",
+        help="Latch's Engine.IO layer (handlers/socket_transport.py) instead of the stock one",
+    )
     parser.add_argument("--cpu", type=int, default=None, help="pin this process to one core")
     args = parser.parse_args(argv)
     raise_nofile_limit()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
     asyncio.run(serve(args.port, compression=args.compression, freeze_gc=args.gc_freeze,
-                      indexed_rooms=args.indexed_rooms))
+                      indexed_rooms=args.indexed_rooms, latch_transport=args.latch_transport))
     return 0
 
 

@@ -87,6 +87,7 @@ class Config:
     skip_expiry: bool = False
     bare_gc_freeze: bool = False
     bare_indexed_rooms: bool = False
+    bare_latch_transport: bool = False
     quiet_wait: float = 5.0
     latch_cmd: list[str] = field(
         default_factory=lambda: [sys.executable, "-m", "app.cli", "serve"])
@@ -192,6 +193,8 @@ def bare_server(cfg: Config, workdir: Path) -> Server:
         cmd.append("--gc-freeze")
     if cfg.bare_indexed_rooms:
         cmd.append("--indexed-rooms")
+    if cfg.bare_latch_transport:
+        cmd.append("--latch-transport")
     return Server("bare", cmd, env=dict(os.environ), port=port, workdir=workdir,
                   cpu=cfg.server_cpu, http_probe=False)
 
@@ -764,6 +767,8 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
                    help="start the bare server with gc.freeze() after start-up")
     p.add_argument("--bare-indexed-rooms", action="store_true",
                    help="bare server with O(1) disconnects (python-socketio's are O(sockets))")
+    p.add_argument("--bare-latch-transport", action="store_true",
+                   help="bare server over Latch's Engine.IO layer: isolates the cost of auth")
     p.add_argument("--latch-env", action="append", default=[], metavar="KEY=VALUE",
                    help="extra environment for the Latch server (repeatable; wins)")
     p.add_argument("--latch-cmd", default=None,
@@ -796,6 +801,7 @@ def parse_args(argv: list[str] | None) -> tuple[Config, argparse.Namespace]:
     cfg.skip_expiry = a.skip_expiry
     cfg.bare_gc_freeze = a.bare_gc_freeze
     cfg.bare_indexed_rooms = a.bare_indexed_rooms
+    cfg.bare_latch_transport = a.bare_latch_transport
     cfg.server_cpu, cfg.client_cpu = a.server_cpu, a.client_cpu
     if a.latch_cmd:
         cfg.latch_cmd = shlex.split(a.latch_cmd)

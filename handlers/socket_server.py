@@ -127,8 +127,6 @@ class LatchServer(socketio.AsyncServer):  # type: ignore[misc]
     async def _handle_eio_disconnect(self, eio_sid: str, reason: str) -> None:
         await super()._handle_eio_disconnect(eio_sid, reason)
         sock = self.eio.sockets.get(eio_sid)
-        if sock is not None:
-            EngineServer.socket_closed(sock)
         if sock is not None and not sock.upgraded:
             # A client that closes a polling session leaves its long-poll GET pending
             # until ping_interval + ping_timeout (python-engineio answers it only on a

@@ -103,10 +103,17 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
         for sock in overdue:
             await sock.check_ping_timeout()  # closes it (reason: ping timeout)
 
+    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        if event == "disconnect":  # fired by AsyncSocket.close, whoever closes
+            sock = self.sockets.get(args[0])
+            if sock is not None:
+                self.socket_closed(sock)
+        return await super()._trigger_event(event, *args, **kwargs)
+
     @staticmethod
     def socket_closed(sock: AsyncSocket) -> None:
-        """Call from the ``disconnect`` event: release what the socket's keep-alive holds
-        and wake its websocket writer, so the connection closes whoever closed the socket."""
+        """On ``disconnect``: release what the socket's keep-alive holds and wake its
+        websocket writer, so the connection closes whoever closed the socket."""
         timer = getattr(sock, _PING_TIMER, None)
         if timer is not None:
             timer.cancel()
