@@ -104,24 +104,31 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
             await sock.check_ping_timeout()  # closes it (reason: ping timeout)
 
     async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+        result = await super()._trigger_event(event, *args, **kwargs)
         if event == "disconnect":  # fired by AsyncSocket.close, whoever closes
             sock = self.sockets.get(args[0])
             if sock is not None:
                 self.socket_closed(sock)
-        return await super()._trigger_event(event, *args, **kwargs)
+        return result
 
     @staticmethod
     def socket_closed(sock: AsyncSocket) -> None:
-        """On ``disconnect``: release what the socket's keep-alive holds and wake its
-        websocket writer, so the connection closes whoever closed the socket."""
+        """After the ``disconnect`` handlers: release what the socket's keep-alive holds
+        and wake its websocket writer, so the connection closes whoever closed the socket.
+
+        ``AsyncSocket.close`` fires ``disconnect`` first, then queues its CLOSE packet
+        and sets ``closed`` without yielding to the loop. The wake-up (a ``None`` on the
+        send queue) is scheduled from here, after the handlers (which may yield), so
+        it always lands behind that CLOSE packet: the packet goes out, the writer
+        stops, and ``close(wait=True)``'s ``queue.join()`` sees both consumed. (A
+        ping-timeout close queues no CLOSE: python-engineio's ``send`` refuses on a
+        timed-out socket.)
+        """
         timer = getattr(sock, _PING_TIMER, None)
         if timer is not None:
             timer.cancel()
             setattr(sock, _PING_TIMER, None)
         if sock.upgraded:
-            # Deferred: ``AsyncSocket.close`` fires this event *before* it queues its
-            # CLOSE packet, which must go out before the writer stops. (A ping-timeout
-            # close queues none: python-engineio's ``send`` refuses on a timed-out socket.)
             asyncio.get_running_loop().call_soon(sock.queue.put_nowait, None)
 
 

@@ -169,3 +169,31 @@ async def test_closed_sockets_are_not_kept_alive(
                    if isinstance(obj, AsyncSocket) and obj.server is eio)
 
     await wait_for(lambda: alive() == 0, 3.0, message="no closed socket to stay reachable")
+
+
+async def test_engineio_disconnect_sends_close_and_returns_even_if_handlers_yield(
+        server: RunningServer, http: aiohttp.ClientSession,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``eio.disconnect`` closes with ``wait=True`` (it joins the send queue): the writer
+    must consume the CLOSE packet and its wake-up in order, even when a ``disconnect``
+    handler yields to the loop before the CLOSE packet is queued."""
+    sio = server.app[SIO_KEY]
+    original = sio._handle_eio_disconnect
+
+    async def slow_disconnect(eio_sid: str, reason: str) -> None:
+        await asyncio.sleep(0.05)
+        await original(eio_sid, reason)
+
+    monkeypatch.setattr(sio.eio, "handlers", {**sio.eio.handlers, "disconnect": slow_disconnect})
+    token = (await login(http, server.url, *ADMIN))["access_token"]
+    async with http.ws_connect(ws_url(server)) as ws:
+        sock = RawSocket(ws)
+        await sock.connect(token)
+        (eio_sid,) = list(sio.eio.sockets)
+        await asyncio.wait_for(sio.eio.disconnect(eio_sid), 3.0)
+        frames = []
+        while (frame := await sock.frame()) is not None:
+            frames.append(frame)
+        assert frames == ["1"], frames  # Engine.IO's CLOSE, then the websocket closes
+    await wait_for(lambda: server.app[GATEWAY_KEY].count() == 0, 3.0,
+                   message="the socket to be forgotten")
