@@ -12,7 +12,8 @@ exercises each one:
   would otherwise route an event *named* ``connect`` or ``disconnect`` to the
   connect/disconnect handlers — a connected client could re-run its own
   handshake with a forged environ, or make the server forget it — and it
-  spawns a task per event; here events run inline, in order, per connection.
+  spawns a task per event; here events run inline, in order, per connection,
+  and a handler's JSON-object answer is encoded as the ACK packet directly.
 * **A namespace-connect deadline.** An Engine.IO session that has not joined a
   namespace ``connect_timeout`` seconds after opening (or after being ended) is
   closed; 5.x has no such timeout (the JS server's ``connectTimeout``).
@@ -27,8 +28,11 @@ exercises each one:
 * **Unknown namespaces are refused like everything else**: ``connect_error``
   with ``err.message == "invalid_namespace"`` and ``err.data = {code, message}``.
 
-The Engine.IO layer underneath (the websocket loop, compression as a setting,
-keep-alive pings) is :mod:`handlers.socket_transport`.
+Packets are decoded with :class:`PacketJSON` (python-engineio's bounded-integer
+rule, one decoder per server) through the public ``serializer`` option. The
+Engine.IO layer underneath (the websocket loop, compression as a setting,
+keep-alive pings) is :mod:`handlers.socket_transport`, built by
+``_engineio_server_class``.
 """
 
 from __future__ import annotations
