@@ -19,7 +19,6 @@ import argparse
 import asyncio
 import gc
 import os
-import resource
 import signal
 import sys
 import time
@@ -29,6 +28,7 @@ import socketio
 from aiohttp import web
 from aiohttp.web import WebSocketResponse
 from engineio.async_drivers.aiohttp import WebSocket as EioAiohttpWebSocket
+from procs import raise_nofile_limit
 
 
 class _UncompressedWebSocket(EioAiohttpWebSocket):  # type: ignore[misc]
@@ -91,13 +91,6 @@ class IndexedRoomsManager(socketio.AsyncManager):  # type: ignore[misc]
                 pending[namespace].remove(sid)
                 if not pending[namespace]:
                     del pending[namespace]
-
-
-def raise_nofile_limit() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
 
 
 def _latch_transport_server(compression: bool) -> type[socketio.AsyncServer]:

@@ -29,7 +29,6 @@ import gc
 import json
 import math
 import os
-import resource
 import sys
 import time
 from collections import Counter
@@ -40,25 +39,12 @@ from typing import Any
 
 import aiohttp
 from eio_client import ConnectRefused, EioError, EioSocket, Options, connect, make_session, wall
+from procs import pin_to_cpu, raise_nofile_limit
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 # -- process and statistics helpers -------------------------------------------
-
-
-def raise_nofile_limit() -> int:
-    """Raise this process's open-files limit to the hard limit; return it."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
-
-
-def pin_to_cpu(cpu: int | None) -> None:
-    """Pin this process to one core (ignored when the machine has no such core)."""
-    if cpu is not None and 0 <= cpu < (os.cpu_count() or 1):
-        os.sched_setaffinity(0, {cpu})
 
 
 def _children(pid: int) -> list[int]:

@@ -52,8 +52,6 @@ import re
 import resource
 import shlex
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -68,11 +66,19 @@ from typing import Any
 
 import aiohttp
 from eio_client import EioError, EioSocket, Options, connect, make_session
+from procs import (
+    BENCH_DIR,
+    PROJECT_ROOT,
+    Proc,
+    child_setup,
+    free_port,
+    http_probe,
+    pin_to_cpu,
+    raise_nofile_limit,
+)
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-BENCH_DIR = Path(__file__).resolve().parent
-PROJECT_ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 ADMIN_PASSWORD = "bench-admin-password"
 BENCH_USER = "bench-victim"
@@ -141,24 +147,6 @@ def log(msg: str) -> None:
 
 
 # -- small helpers ------------------------------------------------------------------
-
-
-def raise_nofile_limit() -> int:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    return hard
-
-
-def pin(cpu: int | None) -> None:
-    if cpu is not None and 0 <= cpu < (os.cpu_count() or 1):
-        os.sched_setaffinity(0, {cpu})
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -275,79 +263,6 @@ async def wait_gone(socks: Sequence[EioSocket], deadline: float) -> None:
 # -- processes ------------------------------------------------------------------------
 
 
-def _child_setup(cpu: int | None) -> Callable[[], None]:
-    def setup() -> None:
-        raise_nofile_limit()
-        pin(cpu)
-
-    return setup
-
-
-class Proc:
-    """A child process pinned to a core, output in a log file, stopped with SIGTERM."""
-
-    def __init__(self, name: str, cmd: list[str], *, env: dict[str, str], workdir: Path,
-                 cpu: int | None, url: str | None = None) -> None:
-        self.name = name
-        self.cmd = cmd
-        self.env = env
-        self.cpu = cpu
-        self.url = url
-        self.log_path = workdir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def spawn(self) -> None:
-        with self.log_path.open("wb") as out:
-            self.proc = subprocess.Popen(
-                self.cmd, cwd=PROJECT_ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, preexec_fn=_child_setup(self.cpu))
-
-    async def wait_ready(self, probe: Callable[[], Any], timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.proc.returncode}:\n"
-                                   f"{self.log_tail()}")
-            if await probe():
-                return
-            await asyncio.sleep(0.1)
-        raise RuntimeError(f"{self.name} not ready after {timeout:.0f} s:\n{self.log_tail()}")
-
-    async def stop(self) -> None:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.to_thread(proc.wait, 15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            await asyncio.to_thread(proc.wait, 5)
-
-
-def http_probe(session: aiohttp.ClientSession, url: str) -> Callable[[], Any]:
-    async def probe() -> bool:
-        try:
-            async with session.get(url + "/healthz") as resp:
-                return resp.status == 200
-        except (aiohttp.ClientError, OSError):
-            return False
-
-    return probe
-
-
 def redis_probe(url: str) -> Callable[[], Any]:
     async def probe() -> bool:
         client = Redis.from_url(url)
@@ -402,16 +317,6 @@ async def start_latch(cfg: Config, workdir: Path, data: Path, redis_url: str, no
     proc.spawn()
     await proc.wait_ready(http_probe(session, url))
     return proc
-
-
-def log_probe(proc: Proc, marker: str) -> Callable[[], Any]:
-    async def probe() -> bool:
-        try:
-            return marker in proc.log_path.read_text(errors="replace")
-        except OSError:
-            return False
-
-    return probe
 
 
 async def start_naive(cfg: Config, workdir: Path, redis_url: str, node: str,
@@ -657,7 +562,7 @@ async def redis_floor_on_core(cfg: Config, url: str, cpu: int | None) -> dict[st
            "--floor-rounds", str(cfg.floor_rounds)]
     proc = await asyncio.create_subprocess_exec(
         *cmd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        preexec_fn=_child_setup(cpu))
+        preexec_fn=child_setup(cpu))
     out, err = await asyncio.wait_for(proc.communicate(), 120)
     if proc.returncode != 0:
         log(f"floor subprocess failed: {err.decode(errors='replace')[-500:]}")
@@ -887,7 +792,7 @@ async def cli_kill_all(cfg: Config, env: dict[str, str]) -> tuple[float, float, 
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", _CLI_WRAPPER, cwd=PROJECT_ROOT, env=env,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        preexec_fn=_child_setup(cfg.cli_cpu))
+        preexec_fn=child_setup(cfg.cli_cpu))
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     t_exit = time.monotonic()
     marks: dict[str, float] = {}
@@ -1246,7 +1151,7 @@ class Run:
                         url=f"http://127.0.0.1:{port}")
             proc.spawn()
             self.procs.append(proc)
-            await proc.wait_ready(log_probe(proc, "READY"))
+            await proc.wait_ready(proc.log_probe("READY"))
             nodes.append(proc)
         half = cfg.sockets // 2
         by_node: dict[str, list[EioSocket]] = {}
@@ -1587,7 +1492,7 @@ def main(argv: list[str] | None = None) -> int:
                                          cfg.floor_bytes))
         print(json.dumps(result))
         return 0
-    pin(cfg.client_cpu)
+    pin_to_cpu(cfg.client_cpu)
     doc = asyncio.run(Run(cfg).run())
     doc["summary"] = [{"figure": r[0], "value": r[1], "target": r[2], "met": r[3]}
                       for r in summary(doc)]

@@ -35,7 +35,6 @@ import os
 import platform
 import shlex
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -50,9 +49,8 @@ from typing import Any
 import aiohttp
 import loadgen
 from eio_client import EioSocket, Options, make_session
+from procs import BENCH_DIR, PROJECT_ROOT, Proc, free_port, http_probe, raise_nofile_limit
 
-BENCH_DIR = Path(__file__).resolve().parent
-PROJECT_ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 ADMIN_PASSWORD = "bench-admin-password"
 
@@ -99,90 +97,23 @@ class Config:
 # -- servers --------------------------------------------------------------------
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _child_setup(cpu: int | None) -> Callable[[], None]:
-    def setup() -> None:
-        loadgen.raise_nofile_limit()
-        if cpu is not None:
-            os.sched_setaffinity(0, {cpu})
-
-    return setup
-
-
-class Server:
-    """One server subprocess, pinned to a core, output captured in a log file."""
+class Server(Proc):
+    """A server under test: a :class:`procs.Proc` with a port, ready on ``/healthz``
+    (Latch) or its ``READY`` line (bare_server.py)."""
 
     def __init__(self, name: str, cmd: list[str], *, env: dict[str, str], port: int,
                  workdir: Path, cpu: int | None, http_probe: bool) -> None:
-        self.name = name
-        self.cmd = cmd
-        self.env = env
+        super().__init__(name, cmd, env=env, workdir=workdir, cpu=cpu,
+                         url=f"http://127.0.0.1:{port}")
         self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.workdir = workdir
-        self.cpu = cpu
+        self.url: str = f"http://127.0.0.1:{port}"
         self.http_probe = http_probe
         self.log_path = workdir / f"{name}-{port}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def log_tail(self, lines: int = 30) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
 
     async def start(self, session: aiohttp.ClientSession, timeout: float = 60.0) -> None:
-        log = self.log_path.open("wb")
-        self.proc = subprocess.Popen(
-            self.cmd, cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, preexec_fn=_child_setup(self.cpu),
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"{self.name} exited with {self.proc.returncode}:\n{self.log_tail()}"
-                )
-            if await self._ready(session):
-                return
-            await asyncio.sleep(0.1)
-        await self.stop()
-        raise RuntimeError(f"{self.name} not ready after {timeout:.0f} s:\n{self.log_tail()}")
-
-    async def _ready(self, session: aiohttp.ClientSession) -> bool:
-        if not self.http_probe:
-            with contextlib.suppress(OSError):
-                return "READY" in self.log_path.read_text(errors="replace")
-            return False
-        try:
-            async with session.get(self.url + "/healthz") as resp:
-                return resp.status < 500
-        except (aiohttp.ClientError, OSError):
-            return False
-
-    async def stop(self) -> None:
-        proc = self.proc
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            await asyncio.to_thread(proc.wait, 15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            await asyncio.to_thread(proc.wait, 5)
+        self.spawn()
+        ready = http_probe(session, self.url) if self.http_probe else self.log_probe("READY")
+        await self.wait_ready(ready, timeout)
 
 
 def bare_server(cfg: Config, workdir: Path) -> Server:
@@ -651,7 +582,7 @@ def machine_info() -> dict[str, Any]:
         "kernel": platform.release(),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
-        "nofile": loadgen.raise_nofile_limit(),
+        "nofile": raise_nofile_limit(),
     }
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -820,7 +751,7 @@ def main(argv: list[str] | None = None) -> int:
         print("app/cli.py not found: the Latch server is not there yet; use --bare-only",
               file=sys.stderr)
         return 2
-    loadgen.raise_nofile_limit()
+    raise_nofile_limit()
     if (os.cpu_count() or 1) >= 2:
         loadgen.pin_to_cpu(cfg.client_cpu)
     else:
