@@ -22,7 +22,8 @@ from app.services import SERVICES
 from app.tokens import TokenService
 from handlers import sockets as sockets_module
 from handlers.sockets import GATEWAY_KEY
-from tests.support import RunningServer, login
+from tests.support import RunningServer, login, logout, refresh_rest
+from tests.support.sockets import Recorder
 from tests.support.waiting import wait_event, wait_for, wait_future
 
 ADMIN = ("admin", "admin-password-123")
@@ -36,53 +37,12 @@ SERVER_DISCONNECT = socketio.AsyncClient.reason.SERVER_DISCONNECT
 # --- helpers ---------------------------------------------------------------------------
 
 
-class Seen:
-    """What one client observed: server events in order (with arrival time), the disconnect."""
-
-    def __init__(self, client: socketio.AsyncClient, namespace: str = "/") -> None:
-        self.events: list[tuple[str, Any, float]] = []
-        self.arrived = asyncio.Event()
-        self.disconnected = asyncio.Event()
-        self.disconnect_reason: str | None = None
-        self.disconnected_at: float | None = None
-        self.connect_error: Any = None
-        client.on("*", self._any, namespace=namespace)
-        client.on("disconnect", self._disconnect, namespace=namespace)
-        client.on("connect_error", self._connect_error, namespace=namespace)
-
-    async def _any(self, event: str, *args: Any) -> None:
-        self.events.append((event, args[0] if len(args) == 1 else args, time.time()))
-        self.arrived.set()
-
-    async def _disconnect(self, reason: str) -> None:
-        self.disconnect_reason = reason
-        self.disconnected_at = time.time()
-        self.disconnected.set()
-
-    async def _connect_error(self, data: Any = None) -> None:
-        self.connect_error = data
-
-    def names(self) -> list[str]:
-        return [name for name, _, _ in self.events]
-
-    async def get(self, name: str, timeout: float = 3.0) -> tuple[Any, float]:
-        async def first() -> tuple[Any, float]:
-            while True:
-                for event, payload, at in self.events:
-                    if event == name:
-                        return payload, at
-                self.arrived.clear()
-                await self.arrived.wait()
-
-        return await wait_future(first(), timeout, f"the {name!r} event")
-
-
 async def open_socket(make_sio_client: ClientFactory, server: RunningServer,
                       token: str | None, *, transports: list[str] | None = None,
                       headers: dict[str, str] | None = None,
-                      auth: Any = None) -> tuple[socketio.AsyncClient, Seen]:
+                      auth: Any = None) -> tuple[socketio.AsyncClient, Recorder]:
     client = make_sio_client()
-    seen = Seen(client)
+    seen = Recorder(client)
     if auth is None and token is not None:
         auth = {"token": token}
     await client.connect(server.url, auth=auth, headers=headers or {},
@@ -97,7 +57,7 @@ async def refused(make_sio_client: ClientFactory, url: str, *, auth: Any = None,
                   namespaces: list[str] | None = None) -> Any:
     """Connect, expect a refusal, return the connect_error data the client got."""
     client = make_sio_client()
-    seen = Seen(client, (namespaces or ["/"])[0])
+    seen = Recorder(client, (namespaces or ["/"])[0])
     with pytest.raises(socketio.exceptions.ConnectionError):
         await client.connect(url, auth=auth, headers=headers or {},
                              transports=transports or ["websocket"], namespaces=namespaces,
@@ -142,21 +102,6 @@ async def new_user(server: RunningServer, http: aiohttp.ClientSession,
     return await login(http, server.url, name, USER_PASSWORD)
 
 
-async def refresh_rest(http: aiohttp.ClientSession, server: RunningServer,
-                       body: dict[str, Any]) -> dict[str, Any]:
-    async with http.post(f"{server.url}/auth/refresh",
-                         json={"refresh_token": body["refresh_token"]}) as resp:
-        assert resp.status == 200, await resp.text()
-        fresh: dict[str, Any] = await resp.json()
-        return fresh
-
-
-async def logout(http: aiohttp.ClientSession, server: RunningServer, token: str) -> None:
-    async with http.post(f"{server.url}/auth/logout",
-                         headers={"Authorization": f"Bearer {token}"}) as resp:
-        assert resp.status == 204, await resp.text()
-
-
 async def call(client: socketio.AsyncClient, event: str, *args: Any) -> Any:
     return await client.call(event, args[0] if len(args) == 1 else (args or None),
                              timeout=3)
@@ -186,7 +131,7 @@ async def test_connect_with_auth_token_gets_session_event(
         make_sio_client: ClientFactory) -> None:
     body = await login(http, server.url, *ADMIN)
     client, seen = await open_socket(make_sio_client, server, body["access_token"])
-    session, _ = await seen.get("session")
+    session = await seen.get("session")
     assert session == {"user": body["user"], "session_id": body["session_id"],
                        "expires_at": token_exp(body["access_token"])}
     assert seen.names()[0] == "session"
@@ -225,7 +170,7 @@ async def test_authorization_header(server: RunningServer, http: aiohttp.ClientS
     _client, seen = await open_socket(
         make_sio_client, server, None,
         headers={"Authorization": f"Bearer {body['access_token']}"})
-    assert (await seen.get("session"))[0]["session_id"] == body["session_id"]
+    assert (await seen.get("session"))["session_id"] == body["session_id"]
 
 
 @pytest.mark.parametrize("transports", [["websocket"], ["polling"]])
@@ -268,7 +213,7 @@ async def test_token_expired(server: RunningServer, http: aiohttp.ClientSession,
 async def test_session_revoked(server: RunningServer, http: aiohttp.ClientSession,
                                make_sio_client: ClientFactory) -> None:
     body = await login(http, server.url, *ADMIN)
-    await logout(http, server, body["access_token"])
+    await logout(http, server.url, body["access_token"])
     for transports in (["websocket"], ["polling"]):
         assert_refusal(await refused(make_sio_client, server.url,
                                      auth={"token": body["access_token"]},
@@ -281,7 +226,7 @@ async def test_user_disabled(server: RunningServer, http: aiohttp.ClientSession,
     _client, seen = await open_socket(make_sio_client, server, body["access_token"])
     await server.app[SERVICES].accounts.update(body["user"]["id"], disabled=True,
                                                actor=Actor.system("test"))
-    ended, _ = await seen.get("session_ended")
+    ended = await seen.get("session_ended")
     assert ended["code"] == "user_disabled"
     await wait_event(seen.disconnected, 2.0, "disconnect")
     assert_refusal(await refused(make_sio_client, server.url,
@@ -375,7 +320,7 @@ async def test_every_registered_namespace_authenticates(
                          namespaces=["/chat"], transports=["websocket"], wait_timeout=5)
     assert (await wait_future(got, 3.0, "session on /chat"))["session_id"] == body["session_id"]
     assert (await client.call("whoami", namespace="/chat", timeout=3))["ok"] is True
-    await logout(http, server, body["access_token"])
+    await logout(http, server.url, body["access_token"])
     await wait_for(lambda: not client.connected, 3.0, message="/chat socket ended")
 
 
@@ -450,7 +395,7 @@ async def test_refresh_happy_path(server: RunningServer, http: aiohttp.ClientSes
     # re-sending the very token the socket holds is accepted
     same = await call(client, "refresh", {"token": body["access_token"]})
     assert same == {"ok": True, "expires_at": token_exp(body["access_token"])}
-    fresh = await refresh_rest(http, server, body)
+    fresh = await refresh_rest(http, server.url, body)
     ack = await call(client, "refresh", {"token": fresh["access_token"]})
     assert ack == {"ok": True, "expires_at": token_exp(fresh["access_token"])}
     assert (await call(client, "whoami"))["expires_at"] == ack["expires_at"]
@@ -490,7 +435,7 @@ async def test_refresh_with_another_session_of_the_same_user(
                                           "message": ack["error"]["message"]}}
     assert (await call(client, "whoami"))["session_id"] == first["session_id"]
     # the socket is still bound to the first session: killing it ends the socket
-    await logout(http, server, first["access_token"])
+    await logout(http, server.url, first["access_token"])
     await wait_for(lambda: not client.connected, 3.0, message="socket ended")
 
 
@@ -528,7 +473,7 @@ async def test_refresh_with_a_revoked_sessions_token(server: RunningServer,
                                                      make_sio_client: ClientFactory) -> None:
     live = await login(http, server.url, *ADMIN)
     dead = await login(http, server.url, *ADMIN)
-    await logout(http, server, dead["access_token"])
+    await logout(http, server.url, dead["access_token"])
     client, _ = await open_socket(make_sio_client, server, live["access_token"])
     ack = await call(client, "refresh", {"token": dead["access_token"]})
     assert ack["ok"] is False and ack["error"]["code"] == "session_revoked"
@@ -558,10 +503,10 @@ async def test_expiry_notice_then_session_ended_then_disconnect(
     body = await login(http, server.url, *ADMIN)
     exp = token_exp(body["access_token"])
     _client, seen = await open_socket(make_sio_client, server, body["access_token"])
-    notice, notice_at = await seen.get("token_expiring", 5.0)
+    notice, notice_at = await seen.get_timed("token_expiring", 5.0)
     assert notice == {"expires_at": exp}
     assert exp - 1 <= notice_at < exp
-    ended, ended_at = await seen.get("session_ended", 5.0)
+    ended, ended_at = await seen.get_timed("session_ended", 5.0)
     assert ended["code"] == "token_expired" and ended["message"]
     await wait_event(seen.disconnected, 2.0, "disconnect")
     assert seen.disconnect_reason == SERVER_DISCONNECT
@@ -581,14 +526,14 @@ async def test_refresh_before_expiry_keeps_the_socket(
     await seen.get("token_expiring", 5.0)
     # Refresh late enough that the new token expires at least 2 s after the first.
     await asyncio.sleep(max(0.0, first_exp - 1.2 - time.time()))
-    fresh = await refresh_rest(http, server, body)
+    fresh = await refresh_rest(http, server.url, body)
     new_exp = token_exp(fresh["access_token"])
     assert new_exp >= first_exp + 2
     assert (await call(client, "refresh", {"token": fresh["access_token"]})) == {
         "ok": True, "expires_at": new_exp}
     await asyncio.sleep(max(0.0, first_exp + 0.8 - time.time()))
     assert client.connected and "session_ended" not in seen.names()
-    ended, at = await seen.get("session_ended", 5.0)
+    ended, at = await seen.get_timed("session_ended", 5.0)
     assert ended["code"] == "token_expired"
     assert new_exp <= at < new_exp + 1
     # one notice per token: the first at connect or exp-3, the second for the new token
@@ -640,9 +585,9 @@ async def test_logout_ends_the_sessions_sockets(server: RunningServer,
     _a2, seen2 = await open_socket(make_sio_client, server, body["access_token"],
                                   transports=["polling"])
     b, seen_b = await open_socket(make_sio_client, server, other["access_token"])
-    await logout(http, server, body["access_token"])
+    await logout(http, server.url, body["access_token"])
     for seen in (seen1, seen2):
-        ended, _ = await seen.get("session_ended")
+        ended = await seen.get("session_ended")
         assert ended == {"code": "logged_out", "message": ended["message"]}
         await wait_event(seen.disconnected, 2.0, "disconnect")
         assert seen.disconnect_reason == SERVER_DISCONNECT
@@ -662,7 +607,7 @@ async def test_password_change_keeps_the_current_sessions_sockets(
                          json={"old_password": USER_PASSWORD,
                                "new_password": "another-password-456"}) as resp:
         assert resp.status == 204, await resp.text()
-    assert (await seen_lost.get("session_ended"))[0]["code"] == "password_changed"
+    assert (await seen_lost.get("session_ended"))["code"] == "password_changed"
     await wait_event(seen_lost.disconnected, 2.0, "disconnect")
     assert kept.connected and (await call(kept, "whoami"))["ok"] is True
 
@@ -675,7 +620,7 @@ async def test_end_all(server: RunningServer, http: aiohttp.ClientSession,
     ended = await server.app[GATEWAY_KEY].end_all("session_revoked")
     assert ended == 3
     for _, seen in clients:
-        assert (await seen.get("session_ended"))[0]["code"] == "session_revoked"
+        assert (await seen.get("session_ended"))["code"] == "session_revoked"
         await wait_event(seen.disconnected, 2.0, "disconnect")
     assert await server.app[GATEWAY_KEY].end_all("session_revoked") == 0
 
@@ -856,10 +801,10 @@ async def test_a_socket_ended_while_connecting_is_ended_right_after_its_connect(
     sio.after_connect = revoke_first
     body = await login(http, server.url, *ADMIN)
     client = make_sio_client()
-    seen = Seen(client)
+    seen = Recorder(client)
     await client.connect(server.url, auth={"token": body["access_token"]},
                          transports=["websocket"], wait_timeout=5)
-    ended, _ = await seen.get("session_ended")
+    ended = await seen.get("session_ended")
     assert ended["code"] == "session_revoked"
     await wait_event(seen.disconnected, 2.0, "disconnect")
     assert "session" not in seen.names()

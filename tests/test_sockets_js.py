@@ -21,7 +21,7 @@ import pytest
 
 from app.services import SERVICES
 from app.tokens import TokenService
-from tests.support import JsScenario, RunningServer, login
+from tests.support import JsScenario, RunningServer, login, logout, refresh_rest
 
 ADMIN = ("admin", "admin-password-123")
 JsFactory = Callable[..., JsScenario]
@@ -52,21 +52,6 @@ def expired_token(server: RunningServer, body: dict[str, Any]) -> str:
                                role=body["user"]["role"]).token
 
 
-async def refreshed(http: aiohttp.ClientSession, server: RunningServer,
-                    body: dict[str, Any]) -> dict[str, Any]:
-    async with http.post(f"{server.url}/auth/refresh",
-                         json={"refresh_token": body["refresh_token"]}) as resp:
-        assert resp.status == 200, await resp.text()
-        fresh: dict[str, Any] = await resp.json()
-        return fresh
-
-
-async def logout(http: aiohttp.ClientSession, server: RunningServer, token: str) -> None:
-    async with http.post(f"{server.url}/auth/logout",
-                         headers={"Authorization": f"Bearer {token}"}) as resp:
-        assert resp.status == 204, await resp.text()
-
-
 async def run_refused(js_client: JsFactory, server: RunningServer,
                       token: str | None, transports: str = "websocket") -> dict[str, Any]:
     async with js_client("refused", server.url, token, env={"TRANSPORTS": transports}) as run:
@@ -90,7 +75,7 @@ async def test_js_refusals_carry_the_code(server: RunningServer, http: aiohttp.C
     body = await login(http, server.url, *ADMIN)
     assert_refusal(await run_refused(js_client, server, expired_token(server, body),
                                      transports), "token_expired")
-    await logout(http, server, body["access_token"])
+    await logout(http, server.url, body["access_token"])
     assert_refusal(await run_refused(js_client, server, body["access_token"], transports),
                    "session_revoked")
 
@@ -110,11 +95,11 @@ async def test_js_user_disabled(server: RunningServer, http: aiohttp.ClientSessi
 async def test_js_connect_refresh_then_revoke(server: RunningServer, http: aiohttp.ClientSession,
                                               js_client: JsFactory, transports: str) -> None:
     body = await login(http, server.url, *ADMIN)
-    fresh = await refreshed(http, server, body)
+    fresh = await refresh_rest(http, server.url, body)
     async with js_client("connect", server.url, body["access_token"], fresh["access_token"],
                          env={"TRANSPORTS": transports}) as run:
         await run.wait_ready()
-        await logout(http, server, fresh["access_token"])
+        await logout(http, server.url, fresh["access_token"])
         result = await run.result()
     assert result["session"] == {"user": body["user"], "session_id": body["session_id"],
                                  "expires_at": token_exp(body["access_token"])}
@@ -131,7 +116,7 @@ async def test_js_refresh_with_another_session_is_a_mismatch(
     async with js_client("connect", server.url, mine["access_token"],
                          other["access_token"]) as run:
         await run.wait_ready()
-        await logout(http, server, mine["access_token"])
+        await logout(http, server.url, mine["access_token"])
         result = await run.result()
     assert result["refresh_ack"]["ok"] is False
     assert result["refresh_ack"]["error"]["code"] == "session_mismatch"

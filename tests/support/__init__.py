@@ -155,3 +155,20 @@ class JsScenario:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
+
+
+async def refresh_rest(http: aiohttp.ClientSession, base_url: str,
+                       body: dict[str, Any]) -> dict[str, Any]:
+    """``POST /auth/refresh`` with the refresh token of a login/refresh response; asserts 200."""
+    async with http.post(f"{base_url}/auth/refresh",
+                         json={"refresh_token": body["refresh_token"]}) as resp:
+        assert resp.status == 200, await resp.text()
+        fresh: dict[str, Any] = await resp.json()
+        return fresh
+
+
+async def logout(http: aiohttp.ClientSession, base_url: str, token: str) -> None:
+    """``POST /auth/logout`` with a Bearer token; asserts 204."""
+    async with http.post(f"{base_url}/auth/logout",
+                         headers={"Authorization": f"Bearer {token}"}) as resp:
+        assert resp.status == 204, await resp.text()

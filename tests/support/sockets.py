@@ -11,20 +11,21 @@ import socketio
 from tests.support.waiting import wait_future
 
 
-class Probe:
-    """One ``socketio.AsyncClient`` (no reconnection) and everything it observed."""
+class Recorder:
+    """Everything one Socket.IO client observed on one namespace: server events in order
+    (with arrival time), its disconnect (reason, time) and its last ``connect_error``."""
 
-    def __init__(self) -> None:
-        self.client = socketio.AsyncClient(reconnection=False)
+    def __init__(self, client: socketio.AsyncClient, namespace: str = "/") -> None:
+        self.client = client
         self.events: list[tuple[str, Any, float]] = []
         self.arrived = asyncio.Event()
         self.disconnected = asyncio.Event()
         self.disconnect_reason: str | None = None
         self.disconnected_at: float | None = None
         self.connect_error: Any = None
-        self.client.on("*", self._any)
-        self.client.on("disconnect", self._disconnect)
-        self.client.on("connect_error", self._connect_error)
+        client.on("*", self._any, namespace=namespace)
+        client.on("disconnect", self._disconnect, namespace=namespace)
+        client.on("connect_error", self._connect_error, namespace=namespace)
 
     async def _any(self, event: str, *args: Any) -> None:
         self.events.append((event, args[0] if len(args) == 1 else args, time.time()))
@@ -37,6 +38,33 @@ class Probe:
 
     async def _connect_error(self, data: Any = None) -> None:
         self.connect_error = data
+
+    def names(self) -> list[str]:
+        return [name for name, _, _ in self.events]
+
+    async def get(self, name: str, timeout: float = 3.0) -> Any:
+        """The payload of the first ``name`` event, waiting for it if need be."""
+        return (await self.get_timed(name, timeout))[0]
+
+    async def get_timed(self, name: str, timeout: float = 3.0) -> tuple[Any, float]:
+        """(payload, arrival time) of the first ``name`` event."""
+
+        async def first() -> tuple[Any, float]:
+            while True:
+                for event, payload, at in self.events:
+                    if event == name:
+                        return payload, at
+                self.arrived.clear()
+                await self.arrived.wait()
+
+        return await wait_future(first(), timeout, f"the {name!r} event")
+
+
+class Probe(Recorder):
+    """One ``socketio.AsyncClient`` of its own (no reconnection) and what it observed."""
+
+    def __init__(self) -> None:
+        super().__init__(socketio.AsyncClient(reconnection=False))
 
     async def connect(self, url: str, token: str, *, transports: list[str] | None = None,
                       headers: dict[str, str] | None = None) -> Probe:
@@ -57,17 +85,6 @@ class Probe:
             return str(data["code"])
         await self.client.disconnect()
         raise AssertionError("the handshake was accepted")
-
-    async def get(self, name: str, timeout: float = 3.0) -> Any:
-        async def first() -> Any:
-            while True:
-                for event, payload, _ in self.events:
-                    if event == name:
-                        return payload
-                self.arrived.clear()
-                await self.arrived.wait()
-
-        return await wait_future(first(), timeout, f"the {name!r} event")
 
     async def ended(self, timeout: float = 3.0) -> str:
         """Wait for ``session_ended`` and the server's disconnect; return the code."""
