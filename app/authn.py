@@ -39,8 +39,6 @@ class Identity:
     role: str
     session_id: str
     token_exp: int
-    token_iat: int
-    jti: str
 
     def user(self) -> dict[str, str]:
         return {"id": self.user_id, "username": self.username, "role": self.role}
@@ -58,8 +56,7 @@ class Authenticator:
         self.check_live(claims)
         check_fingerprint(claims, fingerprint)
         return Identity(user_id=claims.sub, username=claims.name, role=claims.role,
-                        session_id=claims.sid, token_exp=claims.exp, token_iat=claims.iat,
-                        jti=claims.jti)
+                        session_id=claims.sid, token_exp=claims.exp)
 
     def check_live(self, claims: AccessClaims) -> None:
         """Refuse tokens of revoked sessions (and everything, if our view is too stale)."""

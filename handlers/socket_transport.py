@@ -216,6 +216,9 @@ class WebSocketTransport(EioAiohttpWebSocket):  # type: ignore[misc]
                 return
             except Exception:
                 log.exception("handling an Engine.IO packet failed")
+            # An idle socket waits in receive() with these still bound; the last one is
+            # often the namespace CONNECT with its token: let it go.
+            message = data = pkt = None
 
     async def _write_loop(self, sock: AsyncSocket) -> None:
         ws = self._sock

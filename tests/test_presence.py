@@ -34,7 +34,7 @@ class Info:
 
 def info(n: int, *, user: str = "1", session: str = "s1", at: float | None = None) -> Info:
     ident = Identity(user_id=user, username=f"user{user}", role="user", session_id=session,
-                     token_exp=int(NOW) + 900, token_iat=int(NOW), jti=f"j{n}")
+                     token_exp=int(NOW) + 900)
     return Info(socket_id=f"sock-{n:05d}", identity=ident,
                 connected_at=NOW + n if at is None else at)
 
