@@ -211,9 +211,11 @@ class TokenService:
             valid = False
         if not valid:
             raise _invalid("signature")
-        if len(self._verified_headers) < _MAX_VERIFIED_HEADERS:
+        if header_b64 not in self._verified_headers:
             # Signed by our key, so one of the few headers we write (one per key):
             # the next token with this exact header skips parsing it again.
+            if len(self._verified_headers) >= _MAX_VERIFIED_HEADERS:
+                self._verified_headers.clear()  # many rotations over a long uptime
             self._verified_headers[header_b64] = kid
         try:
             payload = json.loads(_b64decode(payload_b64))
