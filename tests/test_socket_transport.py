@@ -197,3 +197,21 @@ async def test_engineio_disconnect_sends_close_and_returns_even_if_handlers_yiel
         assert frames == ["1"], frames  # Engine.IO's CLOSE, then the websocket closes
     await wait_for(lambda: server.app[GATEWAY_KEY].count() == 0, 3.0,
                    message="the socket to be forgotten")
+
+
+async def test_websocket_compression_is_off_by_default_and_a_setting(
+        make_server: Callable[..., Any], http: aiohttp.ClientSession) -> None:
+    """Browsers always offer permessage-deflate; it costs ~100 KB per socket, so Latch
+    declines unless LATCH_SOCKET_COMPRESSION is set (and then still speaks normally)."""
+    for env, negotiated in (({}, False), ({"LATCH_SOCKET_COMPRESSION": "1"}, True)):
+        server = await make_server(env)
+        token = (await login(http, server.url, *ADMIN))["access_token"]
+        async with http.ws_connect(ws_url(server), compress=15) as ws:
+            extensions = ws._response.headers.get("Sec-WebSocket-Extensions", "")
+            assert ("permessage-deflate" in extensions) is negotiated, (env, extensions)
+            assert (ws.compress != 0) is negotiated
+            sock = RawSocket(ws)
+            await sock.connect(token)
+            blob = "z" * 5000
+            await ws.send_str('421["echo",' + json.dumps(blob) + "]")
+            assert await sock.frame() == "431[" + json.dumps(blob) + "]"
