@@ -3,7 +3,7 @@
 :class:`LatchServer` is an ``AsyncServer`` with these changes, each something the
 library has no option for (python-socketio 5.18 / python-engineio 4.15). They
 override private methods (``_handle_event``, ``_handle_connect``,
-``_handle_eio_connect``, ``_handle_eio_disconnect``), stable across 5.x but not a
+``_handle_eio_connect``, ``_handle_eio_message``, ``_handle_eio_disconnect``), stable across 5.x but not a
 public API: a python-socketio upgrade must pass tests/test_sockets.py, which
 exercises each one:
 
@@ -26,7 +26,10 @@ exercises each one:
 * **A closed polling session answers its pending long-poll** at once instead
   of holding the request (and the client's ``disconnect()``) for ~45 s.
 * **Unknown namespaces are refused like everything else**: ``connect_error``
-  with ``err.message == "invalid_namespace"`` and ``err.data = {code, message}``.
+  with ``err.message == "invalid_namespace"`` and ``err.data = {code, message}``
+  (a second CONNECT on a live namespace: ``bad_request``).
+* **A malformed packet closes its connection** (``_handle_eio_message``), logged
+  in one INFO line; the library logs a traceback per packet.
 
 Packets are decoded with :class:`PacketJSON` (python-engineio's bounded-integer
 rule, one decoder per server) through the public ``serializer`` option. The
@@ -59,6 +62,8 @@ NO_ACK: Any = object()
 
 INVALID_NAMESPACE = {"message": "invalid_namespace",
                      "data": {"code": "invalid_namespace", "message": "Unknown namespace"}}
+ALREADY_CONNECTED = {"message": "bad_request",
+                     "data": {"code": "bad_request", "message": "Namespace already connected"}}
 
 EventDispatch = Callable[[str, str, list[Any]], Awaitable[Any]]
 AfterConnect = Callable[[str, str], Awaitable[None]]
@@ -139,6 +144,20 @@ class LatchServer(socketio.AsyncServer):  # type: ignore[misc]
 
     # --- connect / events ---------------------------------------------------------
 
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        try:
+            await super()._handle_eio_message(eio_sid, data)
+        except (ValueError, TypeError, KeyError, IndexError, RecursionError) as exc:
+            # Not a Socket.IO packet (bad JSON, unknown type, a stray binary part): the
+            # library would log a traceback per packet, at the sender's will. Close the
+            # connection instead, quietly, as the JS server does on a parse error.
+            log.info("closing a connection that sent a malformed Socket.IO packet (%s)",
+                     type(exc).__name__)
+            sock = self.eio.sockets.get(eio_sid)
+            if sock is not None and not sock.closed and not sock.closing:
+                await sock.close(wait=False, abort=False,
+                                 reason=self.eio.reason.SERVER_DISCONNECT)
+
     async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
         namespace = namespace or "/"
         if namespace not in self.handlers:
@@ -146,6 +165,12 @@ class LatchServer(socketio.AsyncServer):  # type: ignore[misc]
             # empty err.message; answer in the same shape as every other refusal.
             await self._send_packet(eio_sid, self.packet_class(
                 packet.CONNECT_ERROR, namespace=namespace, data=INVALID_NAMESPACE))
+            return
+        if self.manager.sid_from_eio_sid(eio_sid, namespace) is not None:
+            # A second CONNECT on a live namespace (the library's answer is a bare
+            # string); the socket already there stays as it is.
+            await self._send_packet(eio_sid, self.packet_class(
+                packet.CONNECT_ERROR, namespace=namespace, data=ALREADY_CONNECTED))
             return
         try:
             await super()._handle_connect(eio_sid, namespace, data)

@@ -57,6 +57,7 @@ from engineio.exceptions import SocketIsClosedError, UnknownPacketError
 log = logging.getLogger("latch.sockets")
 
 _PING_TIMER = "_latch_ping_timer"
+_PACKET_TYPES = len(eio_packet.packet_names)  # OPEN .. NOOP: anything else is garbage
 
 
 class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
@@ -206,16 +207,20 @@ class WebSocketTransport(EioAiohttpWebSocket):  # type: ignore[misc]
             try:
                 pkt = eio_packet.Packet(encoded_packet=data)
             except Exception:
+                pkt = None
+            if pkt is None or not 0 <= pkt.packet_type < _PACKET_TYPES:
                 log.info("closing a websocket that sent a malformed Engine.IO packet")
                 return
             try:
                 await sock.receive(pkt)
-            except UnknownPacketError:
+            except UnknownPacketError:  # a type a client may not send (OPEN, NOOP...)
                 pass
             except SocketIsClosedError:
                 return
             except Exception:
                 log.exception("handling an Engine.IO packet failed")
+            if sock.closed:  # closed by what the packet did (or concurrently)
+                return
             # An idle socket waits in receive() with these still bound; the last one is
             # often the namespace CONNECT with its token: let it go.
             message = data = pkt = None

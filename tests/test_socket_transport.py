@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -121,31 +122,55 @@ async def test_the_server_closes_the_websocket_after_ending_a_socket(
         assert await sock.frame(timeout=2.0) is None  # and the server closes the websocket
 
 
-async def test_frames_that_are_not_engineio_packets_close_only_that_socket(
+async def test_malformed_frames_close_only_that_socket_quietly(
+        server: RunningServer, http: aiohttp.ClientSession,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Garbage at either layer (not Engine.IO; Engine.IO but not Socket.IO) closes that
+    connection, as the JS server does on a parse error, without a traceback in the log
+    (a client could otherwise write one per packet)."""
+    token = (await login(http, server.url, *ADMIN))["access_token"]
+    garbage_frames: list[str | bytes] = [
+        "", "x", "\u00e9\u00e9", "Z{}", "9",  # not Engine.IO
+        '42["echo", ', "4x", "4" + "2" * 120 + '["echo",1]',  # not Socket.IO
+        b"\x00\x01",  # a binary part nobody announced
+    ]
+    with caplog.at_level(logging.INFO):
+        async with http.ws_connect(ws_url(server)) as bystander_ws:
+            bystander = RawSocket(bystander_ws)
+            await bystander.connect(token)
+            for garbage in garbage_frames:
+                async with http.ws_connect(ws_url(server)) as ws:
+                    sock = RawSocket(ws)
+                    await sock.connect(token)
+                    if isinstance(garbage, bytes):
+                        await ws.send_bytes(garbage)
+                    else:
+                        await ws.send_str(garbage)
+                    while await sock.frame() is not None:
+                        pass
+            await bystander_ws.send_str('421["echo","fine"]')
+            assert await bystander.frame() == '431["fine"]'
+        await wait_for(lambda: server.app[GATEWAY_KEY].count() == 0, 3.0,
+                       message="every closed socket to be forgotten")
+    noisy = [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info]
+    assert not noisy, [r.getMessage() for r in noisy]
+
+
+async def test_a_second_connect_is_refused_and_the_socket_stays(
         server: RunningServer, http: aiohttp.ClientSession) -> None:
     token = (await login(http, server.url, *ADMIN))["access_token"]
-    async with http.ws_connect(ws_url(server)) as bystander_ws:
-        bystander = RawSocket(bystander_ws)
-        await bystander.connect(token)
-        for garbage in ("", "x", "\u00e9\u00e9", "42"[:0] + "Z{}"):
-            async with http.ws_connect(ws_url(server)) as ws:
-                sock = RawSocket(ws)
-                await sock.connect(token)
-                await ws.send_str(garbage)
-                while await sock.frame() is not None:
-                    pass
-        # Unknown packet types and binary frames are ignored, not fatal.
-        async with http.ws_connect(ws_url(server)) as ws:
-            sock = RawSocket(ws)
-            await sock.connect(token)
-            await ws.send_str("9")
-            await ws.send_bytes(b"\x00\x01")
-            await ws.send_str('427["echo",1]')
-            assert await sock.frame() == "437[1]"
-        await bystander_ws.send_str('421["echo","fine"]')
-        assert await bystander.frame() == '431["fine"]'
+    async with http.ws_connect(ws_url(server)) as ws:
+        sock = RawSocket(ws)
+        await sock.connect(token)
+        await ws.send_str("40" + json.dumps({"token": token}))
+        refusal = json.loads((await sock.expect("44"))[2:])
+        assert refusal == {"message": "bad_request", "data": {
+            "code": "bad_request", "message": "Namespace already connected"}}
+        await ws.send_str('421["whoami"]')
+        ack = json.loads((await sock.expect("431"))[3:])
+        assert ack[0]["ok"] is True
     await wait_for(lambda: server.app[GATEWAY_KEY].count() == 0, 3.0,
-                   message="every closed socket to be forgotten")
+                   message="the socket to be forgotten")
 
 
 async def test_closed_sockets_are_not_kept_alive(
