@@ -21,11 +21,14 @@ Protocol, ordering and timeouts are Engine.IO's own: pings every
 ``ping_interval``, a client that does not answer within ``ping_timeout`` is
 closed by the monitor task (which replaces the reader's per-read
 timeout), a frame larger than ``max_http_buffer_size`` ends the connection, and
-the send queue keeps ``close(wait=True)``/``queue.join()`` working. One thing is
-deliberately different: when the server closes a socket (ping timeout, connect
-deadline, disconnect), :meth:`EngineServer.socket_closed` stops the writer and
-the websocket is closed at once; python-engineio leaves it open until its
-writer's 45 s poll timeout.
+the send queue keeps ``close(wait=True)``/``queue.join()`` working. Two things
+are deliberately different: when the server closes a socket (ping timeout,
+connect deadline, disconnect), :meth:`EngineServer.socket_closed` stops the
+writer and the websocket is closed at once (python-engineio leaves it open
+until its writer's 45 s poll timeout); and a frame that is not an Engine.IO
+packet closes the connection with one INFO line (python-engineio raised from
+its own log formatting on an unknown packet type, or let a decode error escape
+the websocket handler).
 
 A polling session that probes an upgrade keeps python-engineio's own handler
 (rare, and the upgrade handshake is subtle); the wrapper only reports it.
