@@ -29,6 +29,7 @@ from app.audit import Actor
 from app.services import SERVICES
 from tests.support import CHROMIUM_ARGS, RunningServer, login
 from tests.support.sockets import Probe
+from tests.support.tokens import ShiftedClock
 from tests.support.waiting import wait_for
 
 if TYPE_CHECKING:
@@ -339,19 +340,6 @@ async def test_secure_cookie_session_survives_reload(make_server: ServerFactory,
 # --- overview, cancel, and the README's screenshots ---------------------------------------------
 
 
-class OffsetClock:
-    """The system clock, shifted: sockets "connected" minutes ago for a lived-in screenshot."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-
-    def now(self) -> float:
-        return time.time() + self.offset
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-
 async def jump(page: Page, *, to: float) -> None:
     """Move the page's (installed, running) clock forward to epoch seconds ``to``."""
     now = float(await page.evaluate("Date.now()")) / 1000
@@ -383,7 +371,7 @@ async def test_connections_overview_and_cancelled_logout(
     from playwright.async_api import expect
 
     shots = os.environ.get("LATCH_SCREENSHOTS_DIR")
-    clock = OffsetClock()
+    clock = ShiftedClock()
     # A node behind a reverse proxy on this host, as deployed (the IPs come from X-Forwarded-For).
     server = await make_server({"LATCH_NODE_ID": "node-a", "LATCH_TRUSTED_PROXIES": "127.0.0.1"},
                                clock=clock)
@@ -398,7 +386,7 @@ async def test_connections_overview_and_cancelled_logout(
     # The admin signs in at the start of that history, so that no later jump of the
     # server's clock puts the admin's token before its own "nbf".
     started = time.time()
-    clock.offset = -600.0
+    clock.shift = -600.0
     await page.clock.install(time=started - 600)
     await sign_in(page, server)
     grants: dict[str, dict[str, Any]] = {}
@@ -406,13 +394,13 @@ async def test_connections_overview_and_cancelled_logout(
     for name, device, agent, transport, ip, minutes in FLEET:
         at = started - minutes * 60
         await jump(page, to=at)
-        clock.offset = at - time.time()
+        clock.shift = at - time.time()
         probe, grants[device] = await connect(probes, http, server, name, device=device,
                                               user_agent=agent, transport=transport, ip=ip,
                                               grant=grants.get(device))
         fleet.append((name, probe))
         await expect(row(page, probe)).to_be_visible(timeout=UI_TIMEOUT)
-    clock.offset = 0.0
+    clock.shift = 0.0
     await jump(page, to=time.time())
     # The page learns the server's clock from each answer's Date header; after the jump
     # its last estimate is stale until the next answer, so ask for one (the Users tab).

@@ -19,11 +19,11 @@ import socketio
 
 from app.audit import Actor
 from app.services import SERVICES
-from app.tokens import TokenService
 from handlers import sockets as sockets_module
 from handlers.sockets import GATEWAY_KEY
 from tests.support import RunningServer, login, logout, refresh_rest
 from tests.support.sockets import Recorder
+from tests.support.tokens import assert_refusal, mint, token_exp
 from tests.support.waiting import wait_event, wait_for, wait_future
 
 ADMIN = ("admin", "admin-password-123")
@@ -65,36 +65,6 @@ async def refused(make_sio_client: ClientFactory, url: str, *, auth: Any = None,
     return seen.connect_error
 
 
-def assert_refusal(data: Any, code: str) -> None:
-    assert isinstance(data, dict), data
-    assert data["message"] == code, data
-    assert set(data["data"]) == {"code", "message"}, data
-    assert data["data"]["code"] == code and isinstance(data["data"]["message"], str), data
-
-
-class ShiftedClock:
-    """Real time moved by ``shift`` seconds: mints tokens issued in the past."""
-
-    def __init__(self, shift: float) -> None:
-        self.shift = shift
-
-    def now(self) -> float:
-        return time.time() + self.shift
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-
-def mint(server: RunningServer, *, user_id: str, session_id: str, role: str = "admin",
-         shift: float = 0.0) -> str:
-    """An access token signed by the server's own key, issued ``shift`` seconds from now."""
-    services = server.app[SERVICES]
-    settings = server.settings
-    issuer = TokenService(services.keyring, issuer=settings.issuer, audience=settings.audience,
-                          access_ttl=settings.access_ttl, clock=ShiftedClock(shift))
-    return issuer.issue_access(user_id=user_id, session_id=session_id, role=role).token
-
-
 async def new_user(server: RunningServer, http: aiohttp.ClientSession,
                    name: str) -> dict[str, Any]:
     await server.app[SERVICES].users.create(name, USER_PASSWORD, "user",
@@ -113,14 +83,6 @@ async def eio_open(http: aiohttp.ClientSession, url: str,
     async with http.get(f"{url}/socket.io/?EIO=4&transport=polling{query}",
                         headers=headers or {}) as resp:
         return resp.status, await resp.text()
-
-
-def token_exp(token: str) -> int:
-    import base64
-
-    payload = token.split(".")[1]
-    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    return int(claims["exp"])
 
 
 # --- handshake ---------------------------------------------------------------------------

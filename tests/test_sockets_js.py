@@ -6,8 +6,6 @@ unless ``LATCH_REQUIRE_NODE=1`` (CI), where they fail.
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import subprocess
 import sys
@@ -20,36 +18,16 @@ import aiohttp
 import pytest
 
 from app.services import SERVICES
-from app.tokens import TokenService
 from tests.support import JsScenario, RunningServer, login, logout, refresh_rest
+from tests.support.tokens import assert_refusal, mint, token_exp
 
 ADMIN = ("admin", "admin-password-123")
 JsFactory = Callable[..., JsScenario]
 
 
-def token_exp(token: str) -> int:
-    part = token.split(".")[1]
-    return int(json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))["exp"])
-
-
-class _PastClock:
-    def __init__(self, shift: float) -> None:
-        self.shift = shift
-
-    def now(self) -> float:
-        return time.time() + self.shift
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-
 def expired_token(server: RunningServer, body: dict[str, Any]) -> str:
-    services = server.app[SERVICES]
-    s = server.settings
-    issuer = TokenService(services.keyring, issuer=s.issuer, audience=s.audience,
-                          access_ttl=s.access_ttl, clock=_PastClock(-(s.access_ttl + 5)))
-    return issuer.issue_access(user_id=body["user"]["id"], session_id=body["session_id"],
-                               role=body["user"]["role"]).token
+    return mint(server, user_id=body["user"]["id"], session_id=body["session_id"],
+                role=body["user"]["role"], shift=-(server.settings.access_ttl + 5))
 
 
 async def run_refused(js_client: JsFactory, server: RunningServer,
@@ -59,12 +37,6 @@ async def run_refused(js_client: JsFactory, server: RunningServer,
     assert result["connected"] is False, result
     error: dict[str, Any] = result["connect_error"]
     return error
-
-
-def assert_refusal(error: dict[str, Any], code: str) -> None:
-    assert error["message"] == code, error
-    assert error["data"]["code"] == code and isinstance(error["data"]["message"], str), error
-    assert set(error["data"]) == {"code", "message"}, error
 
 
 @pytest.mark.parametrize("transports", ["websocket", "polling"])
