@@ -3,7 +3,7 @@
 :class:`LatchServer` is an ``AsyncServer`` with these changes, each something the
 library has no option for (python-socketio 5.18 / python-engineio 4.15). They
 override private methods (``_handle_event``, ``_handle_connect``,
-``_handle_eio_connect``, ``_handle_eio_message``, ``_handle_eio_disconnect``), stable across 5.x but not a
+``_handle_eio_connect``, ``_handle_eio_message``), stable across 5.x but not a
 public API: a python-socketio upgrade must pass tests/test_sockets.py, which
 exercises each one:
 
@@ -23,8 +23,6 @@ exercises each one:
   task per recipient.
 * **An after-connect hook**, run once the namespace ``CONNECT`` ack is queued,
   so the first application event always follows it.
-* **A closed polling session answers its pending long-poll** at once instead
-  of holding the request (and the client's ``disconnect()``) for ~45 s.
 * **Unknown namespaces are refused like everything else**: ``connect_error``
   with ``err.message == "invalid_namespace"`` and ``err.data = {code, message}``
   (a second CONNECT on a live namespace: ``bad_request``).
@@ -47,7 +45,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import socketio
-from engineio import packet as eio_packet
 from engineio.exceptions import SocketIsClosedError
 from socketio import packet
 
@@ -132,15 +129,6 @@ class LatchServer(socketio.AsyncServer):  # type: ignore[misc]
             sock.close(wait=False, abort=False, reason=self.eio.reason.SERVER_DISCONNECT))
         self._closing.add(task)
         task.add_done_callback(self._closing.discard)
-
-    async def _handle_eio_disconnect(self, eio_sid: str, reason: str) -> None:
-        await super()._handle_eio_disconnect(eio_sid, reason)
-        sock = self.eio.sockets.get(eio_sid)
-        if sock is not None and not sock.upgraded:
-            # A client that closes a polling session leaves its long-poll GET pending
-            # until ping_interval + ping_timeout (python-engineio answers it only on a
-            # server-side close); answer it now, as the JS server does.
-            sock.queue.put_nowait(eio_packet.Packet(eio_packet.NOOP))
 
     # --- connect / events ---------------------------------------------------------
 

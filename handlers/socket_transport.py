@@ -21,11 +21,12 @@ Protocol, ordering and timeouts are Engine.IO's own: pings every
 ``ping_interval``, a client that does not answer within ``ping_timeout`` is
 closed by the monitor task (which replaces the reader's per-read
 timeout), a frame larger than ``max_http_buffer_size`` ends the connection, and
-the send queue keeps ``close(wait=True)``/``queue.join()`` working. Two things
-are deliberately different: when the server closes a socket (ping timeout,
-connect deadline, disconnect), :meth:`EngineServer.socket_closed` stops the
+the send queue keeps ``close(wait=True)``/``queue.join()`` working. Some things
+are deliberately different: when a socket closes (ping timeout, connect
+deadline, disconnect), :meth:`EngineServer.socket_closed` stops the websocket
 writer and the websocket is closed at once (python-engineio leaves it open
-until its writer's 45 s poll timeout); and a frame that is not an Engine.IO
+until its writer's 45 s poll timeout), or answers a pending long-poll (which
+python-engineio holds for ~45 s when the client closed); and a frame that is not an Engine.IO
 packet closes the connection with one INFO line (python-engineio raised from
 its own log formatting on an unknown packet type, or let a decode error escape
 the websocket handler).
@@ -35,16 +36,17 @@ A polling session that probes an upgrade keeps python-engineio's own handler
 
 Private python-engineio attributes used here (``AsyncSocket._websocket_handler``
 and ``_send_ping``, the socket's ``queue``/``closed``/``closing``/``last_ping``,
-``_service_task``, ``server.reason``) are stable across 4.x; the package is capped
-below 4.16, and tests/test_socket_transport.py (raw frames) and
-tests/test_sockets.py (library clients) cover each path: direct websocket,
-polling upgrade, pings, silent clients, oversized and malformed frames, server-
-and client-side closes, closed sockets released.
+``_service_task``, ``server.reason``; ``on`` is public) are stable across 4.x;
+the package is capped below 4.16, and tests/test_socket_transport.py (raw
+frames) and tests/test_sockets.py (library clients) cover each path: direct
+websocket, polling upgrade, pings, silent clients, oversized and malformed
+frames, server- and client-side closes, closed sockets released.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Callable
@@ -107,18 +109,33 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
         for sock in overdue:
             await sock.check_ping_timeout()  # closes it (reason: ping timeout)
 
-    async def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
-        result = await super()._trigger_event(event, *args, **kwargs)
-        if event == "disconnect":  # fired by AsyncSocket.close, whoever closes
-            sock = self.sockets.get(args[0])
-            if sock is not None:
-                self.socket_closed(sock)
-        return result
+    def on(self, event: str, handler: Any = None) -> Any:
+        """python-engineio's ``on``, except that :meth:`socket_closed` runs after the
+        ``disconnect`` handler (which ``AsyncSocket.close`` fires, whoever closes).
+        Wrapping the one handler at registration keeps every other event unwrapped."""
+        if event != "disconnect":
+            return super().on(event, handler)
+
+        def set_handler(inner: Any) -> Any:
+            async def disconnect(sid: str, *args: Any) -> Any:
+                try:
+                    result = inner(sid, *args)
+                    return await result if inspect.isawaitable(result) else result
+                finally:
+                    sock = self.sockets.get(sid)
+                    if sock is not None:
+                        self.socket_closed(sock)
+
+            super(EngineServer, self).on("disconnect", disconnect)
+            return inner
+
+        return set_handler if handler is None else set_handler(handler)
 
     @staticmethod
     def socket_closed(sock: AsyncSocket) -> None:
         """After the ``disconnect`` handlers: release what the socket's keep-alive holds
-        and wake its websocket writer, so the connection closes whoever closed the socket.
+        and wake whatever serves its transport (the websocket writer, or a pending
+        long-poll), so the connection ends whoever closed the socket.
 
         ``AsyncSocket.close`` fires ``disconnect`` first, then queues its CLOSE packet
         and sets ``closed`` without yielding to the loop. The wake-up (a ``None`` on the
@@ -134,6 +151,11 @@ class EngineServer(engineio.AsyncServer):  # type: ignore[misc]
             setattr(sock, _PING_TIMER, None)
         if sock.upgraded:
             asyncio.get_running_loop().call_soon(sock.queue.put_nowait, None)
+        else:
+            # A polling client that closes its session leaves its long-poll GET
+            # pending until ping_interval + ping_timeout (python-engineio answers it
+            # only on a server-side close); answer it now, as the JS server does.
+            sock.queue.put_nowait(eio_packet.Packet(eio_packet.NOOP))
 
 
 def _ping(sock: AsyncSocket) -> None:

@@ -240,3 +240,20 @@ async def test_websocket_compression_is_off_by_default_and_a_setting(
             blob = "z" * 5000
             await ws.send_str('421["echo",' + json.dumps(blob) + "]")
             assert await sock.frame() == "431[" + json.dumps(blob) + "]"
+
+
+async def test_a_polling_client_disconnects_at_once(
+        server: RunningServer, http: aiohttp.ClientSession,
+        make_sio_client: Callable[..., Any]) -> None:
+    """Closing a polling session answers its pending long-poll; python-engineio would hold
+    it (and the client's ``disconnect()``) for ping_interval + ping_timeout."""
+    token = (await login(http, server.url, *ADMIN))["access_token"]
+    client = make_sio_client()
+    await client.connect(server.url, auth={"token": token}, transports=["polling"],
+                         wait_timeout=5)
+    await wait_for(lambda: server.app[GATEWAY_KEY].count() == 1, 3.0, message="connected")
+    started = time.monotonic()
+    await asyncio.wait_for(client.disconnect(), 10.0)
+    assert time.monotonic() - started < 5.0
+    await wait_for(lambda: server.app[GATEWAY_KEY].count() == 0, 3.0,
+                   message="the socket to be forgotten")
