@@ -247,7 +247,7 @@ class TokenService:
         return kid
 
     def _claims(self, p: dict[str, Any]) -> AccessClaims:
-        # .get, not []: a missing claim must end as TokenInvalid, never KeyError.
+        # Every claim we issue must be present (``fgp`` is the one optional claim).
         if not p.keys() >= _REQUIRED:
             raise _invalid("claim_missing")
         # Exact strings: an ``aud`` list, or an issuer of another type, is refused.
@@ -255,11 +255,10 @@ class TokenService:
             raise _invalid("claim_iss")
         if p["aud"] != self._audience or type(p["aud"]) is not str:
             raise _invalid("claim_aud")
-        sub, sid, jti, role = p.get("sub"), p.get("sid"), p.get("jti"), p.get("role")
-        name = p.get("name")
+        sub, sid, jti, role, name = p["sub"], p["sid"], p["jti"], p["role"], p["name"]
         if not isinstance(name, str) or not name or len(name) > 256:
             raise _invalid("claim_name")
-        iat, nbf, exp, fgp = p.get("iat"), p.get("nbf"), p.get("exp"), p.get("fgp")
+        iat, nbf, exp, fgp = p["iat"], p["nbf"], p["exp"], p.get("fgp")
         if not all(isinstance(v, str) and v for v in (sub, sid, jti)):
             raise _invalid("claim_type")
         if not isinstance(role, str) or role not in ROLES:
