@@ -66,6 +66,7 @@ from typing import Any
 
 import aiohttp
 from eio_client import EioError, EioSocket, Options, connect, make_session
+from loadgen import percentile
 from procs import (
     BENCH_DIR,
     PROJECT_ROOT,
@@ -147,15 +148,6 @@ def log(msg: str) -> None:
 
 
 # -- small helpers ------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in 0..100)."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q / 100 * len(ordered)))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 def dist_ms(values_s: Sequence[float]) -> dict[str, Any]:
